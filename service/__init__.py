@@ -1,0 +1,68 @@
+"""The user-sessions service: owns the session data of the Maria agent backend."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from flask import Flask
+
+from service import correlation
+from service.api import register_blueprints
+from service.api.converters import UserSessionUUIDConverter
+from service.commands import user_sessions_cli
+from service.config import load_config
+from service.database import configure_engine, engine_options
+from service.errors import register_error_handlers
+from service.extensions import ServiceApi, db, migrate
+
+log = logging.getLogger(__name__)
+
+API_SETTINGS = {
+    "API_TITLE": "User sessions",
+    "API_VERSION": "1.0.0",
+    "OPENAPI_VERSION": "3.1.0",
+    "OPENAPI_URL_PREFIX": "/",
+    "OPENAPI_JSON_PATH": "openapi.json",
+}
+
+
+def create_app(environ: Mapping[str, str] | None = None) -> Flask:
+    """Build the app from ``environ`` (the process environment by default)."""
+    app = Flask(__name__, instance_path=str(Path(os.environ.get("INSTANCE_PATH", "instance")).resolve()))
+    app.config.update(load_config(os.environ if environ is None else environ), **API_SETTINGS)
+    app.url_map.converters["user_session_uuid"] = UserSessionUUIDConverter
+    configure_database(app)
+    register_extensions(app)
+    api = ServiceApi(app)
+    api.register_converter(UserSessionUUIDConverter, UserSessionUUIDConverter.parameter_schema)
+    register_blueprints(api)
+    register_error_handlers(app)
+    correlation.init_app(app)
+    app.cli.add_command(user_sessions_cli)
+    warn_about_development_defaults(app)
+    return app
+
+
+def configure_database(app: Flask) -> None:
+    """Default to a SQLite file in the instance folder, created on first run."""
+    if app.config["SQLALCHEMY_DATABASE_URI"] is None:
+        Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+        app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{Path(app.instance_path) / 'user_sessions.sqlite3'}"
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(app.config["SQLALCHEMY_DATABASE_URI"], app.config)
+
+
+def register_extensions(app: Flask) -> None:
+    db.init_app(app)
+    with app.app_context():
+        configure_engine(db.engine)
+    migrate.init_app(app, db)
+
+
+def warn_about_development_defaults(app: Flask) -> None:
+    if app.config["SECRET_KEY_IS_DEFAULT"]:
+        log.warning("SECRET_KEY is not set: using a fixed development key; set SECRET_KEY on every instance")
+    if not app.config["API_KEYS"]:
+        log.warning("API_KEYS is not set: /user-sessions is open to anyone who can reach it")

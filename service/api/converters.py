@@ -1,0 +1,39 @@
+"""URL converters."""
+
+from __future__ import annotations
+
+import uuid
+
+from werkzeug.exceptions import NotFound
+from werkzeug.routing import BaseConverter
+
+
+class MalformedUserSessionUUID(NotFound):
+    """The path names a user session by something that is not a UUID."""
+
+
+class UserSessionUUIDConverter(BaseConverter):
+    """A user session's uuid in a path; any case, hyphenated.
+
+    A segment that is not a UUID names no session: it answers 404
+    ``USER_SESSION_NOT_FOUND``, like a uuid that does not exist, instead of
+    falling through to a generic "no such URL".
+    """
+
+    regex = r"[^/]+"
+
+    def to_python(self, value: str) -> uuid.UUID:
+        if len(value) != 36:
+            raise MalformedUserSessionUUID()
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            raise MalformedUserSessionUUID() from None
+
+    def to_url(self, value: uuid.UUID) -> str:
+        return str(value)
+
+    @staticmethod
+    def parameter_schema(_converter: BaseConverter) -> dict[str, str]:
+        """How the OpenAPI document describes this path parameter."""
+        return {"type": "string", "format": "uuid"}

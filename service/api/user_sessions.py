@@ -1,0 +1,94 @@
+"""``/user-sessions``: create, read, merge-patch, delete, purge and restore."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask import Response
+from flask.views import MethodView
+
+from service import operations
+from service.api.conditional import if_match_precondition, not_modified
+from service.api.parser import Blueprint
+from service.models import UserSession
+from service.schemas import (
+    DeleteArgsSchema,
+    NoArgsSchema,
+    ReadArgsSchema,
+    UserSessionCreateSchema,
+    UserSessionPatchSchema,
+    UserSessionSchema,
+)
+
+blp = Blueprint(
+    "user_sessions",
+    __name__,
+    url_prefix="/user-sessions",
+    description="Sessions of the Maria agent backend.",
+)
+
+# Responses that carry session data may be stored only by the client, and
+# must be revalidated; they differ by credentials.
+SESSION_DATA_HEADERS = {"Cache-Control": "private, no-cache", "Vary": "Authorization, X-API-Key"}
+
+
+@blp.after_request
+def _session_data_headers(response: Response) -> Response:
+    for header, value in SESSION_DATA_HEADERS.items():
+        response.headers.setdefault(header, value)
+    return response
+
+
+def _location(user_session: UserSession) -> str:
+    return f"/user-sessions/{user_session.uuid}"
+
+
+@blp.route("")
+class UserSessions(MethodView):
+    @blp.arguments(NoArgsSchema, location="query", error_status_code=400)
+    @blp.arguments(UserSessionCreateSchema)
+    @blp.response(201, UserSessionSchema)
+    def post(self, _query: dict[str, Any], fields: dict[str, Any]) -> Any:
+        """Create a user session."""
+        user_session = operations.create_user_session(fields)
+        return user_session, 201, {"Location": _location(user_session), "ETag": user_session.etag}
+
+
+@blp.route("/<user_session_uuid:user_session_uuid>")
+class UserSessionItem(MethodView):
+    @blp.arguments(ReadArgsSchema, location="query", error_status_code=400)
+    @blp.response(200, UserSessionSchema)
+    def get(self, args: dict[str, Any], user_session_uuid: uuid.UUID) -> Any:
+        """Read a user session."""
+        user_session = operations.read_user_session(user_session_uuid, include_deleted=args["include_deleted"])
+        if not_modified(user_session.etag):
+            return Response(status=304, headers={"ETag": user_session.etag})
+        return user_session, 200, {"ETag": user_session.etag}
+
+    @blp.arguments(NoArgsSchema, location="query", error_status_code=400)
+    @blp.arguments(UserSessionPatchSchema, content_type="application/merge-patch+json")
+    @blp.response(200, UserSessionSchema)
+    def patch(self, _query: dict[str, Any], patch: dict[str, Any], user_session_uuid: uuid.UUID) -> Any:
+        """Change a user session with a JSON merge patch (RFC 7396)."""
+        user_session = operations.patch_user_session(
+            user_session_uuid, patch, precondition=if_match_precondition()
+        )
+        return user_session, 200, {"ETag": user_session.etag}
+
+    @blp.arguments(DeleteArgsSchema, location="query", error_status_code=400)
+    @blp.response(204)
+    def delete(self, args: dict[str, Any], user_session_uuid: uuid.UUID) -> None:
+        """Soft-delete a user session, or erase it for good with ``purge=true``."""
+        erase = operations.purge_user_session if args["purge"] else operations.delete_user_session
+        erase(user_session_uuid, precondition=if_match_precondition())
+
+
+@blp.route("/<user_session_uuid:user_session_uuid>/restore")
+class UserSessionRestore(MethodView):
+    @blp.arguments(NoArgsSchema, location="query", error_status_code=400)
+    @blp.response(200, UserSessionSchema)
+    def post(self, _query: dict[str, Any], user_session_uuid: uuid.UUID) -> Any:
+        """Undo a soft delete or an expiry."""
+        user_session = operations.restore_user_session(user_session_uuid, precondition=if_match_precondition())
+        return user_session, 200, {"ETag": user_session.etag}

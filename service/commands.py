@@ -1,0 +1,66 @@
+"""``flask user-sessions …``: maintenance commands for operators."""
+
+from __future__ import annotations
+
+import re
+import sys
+from datetime import timedelta
+
+import click
+from sqlalchemy import delete, or_, select
+
+from service.database import get_db_session, utcnow
+from service.extensions import db
+from service.models import UserSession
+
+PURGE_BATCH_SIZE = 1000
+_DURATION = re.compile(r"(\d+)([smhd])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+class Duration(click.ParamType):
+    """``<n>s|m|h|d``, e.g. ``30d``."""
+
+    name = "duration"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> timedelta:
+        if isinstance(value, timedelta):
+            return value
+        match = _DURATION.fullmatch(str(value).strip())
+        if match is None:
+            self.fail(f"{value!r} is not a duration like 30d, 12h, 15m or 90s", param, ctx)
+        return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+@click.group("user-sessions")
+def user_sessions_cli() -> None:
+    """Maintain the user-sessions data."""
+
+
+@user_sessions_cli.command("purge")
+@click.option(
+    "--deleted-before",
+    type=Duration(),
+    required=True,
+    help="Erase sessions soft-deleted, or expired, more than this long ago (e.g. 30d).",
+)
+def purge_command(deleted_before: timedelta) -> None:
+    """Erase soft-deleted and expired sessions for good, in batches."""
+    cutoff = utcnow() - deleted_before
+    gone = or_(UserSession.deleted_at < cutoff, UserSession.expires_at < cutoff)
+    with get_db_session() as db_session:
+        total = db_session.query(UserSession).filter(gone).count()
+    erased = 0
+    with click.progressbar(length=total, label="Erasing user sessions", file=sys.stderr) as bar:
+        while True:
+            with get_db_session() as db_session:
+                batch = select(UserSession.uuid).where(gone).limit(PURGE_BATCH_SIZE)
+                uuids = list(db_session.scalars(batch))
+                if uuids:
+                    db_session.execute(delete(UserSession).where(UserSession.uuid.in_(uuids)))
+            if not uuids:
+                break
+            erased += len(uuids)
+            bar.update(len(uuids))
+    db.session.remove()
+    click.echo(f"purged {erased} user sessions deleted or expired before {cutoff.isoformat()}")

@@ -1,0 +1,92 @@
+"""Configuration: one pure function from an environment mapping to Flask config.
+
+Everything the service reads from its environment is read here, once, in the
+app factory. Tests pass a plain mapping instead of touching ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+DEVELOPMENT_SECRET_KEY = "development-only-secret-key-do-not-use-in-production"
+
+log = logging.getLogger(__name__)
+
+
+class ConfigurationError(RuntimeError):
+    """The environment cannot run the service safely (e.g. production without keys)."""
+
+
+def _int(environ: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    raw = environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigurationError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def normalise_database_url(url: str) -> str:
+    """Let operators write ``postgresql://…``; the service speaks psycopg 3."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def parse_api_keys(raw: str | None) -> dict[str, bool]:
+    """Map each configured key to whether it may write (``key:ro`` may only read)."""
+    keys: dict[str, bool] = {}
+    for item in (raw or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        if item.endswith(":ro"):
+            keys[item[: -len(":ro")]] = False
+        else:
+            keys[item] = True
+    return keys
+
+
+def load_config(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Build the Flask config from ``environ``; refuse unsafe production setups."""
+    env = environ.get("ENV", "development").strip() or "development"
+    production = env == "production"
+    secret_key = environ.get("SECRET_KEY") or None
+    api_keys = parse_api_keys(environ.get("API_KEYS"))
+
+    if production:
+        missing = [name for name, value in (("API_KEYS", api_keys), ("SECRET_KEY", secret_key)) if not value]
+        if missing:
+            raise ConfigurationError(
+                "ENV=production refuses to start without " + " and ".join(missing) + "; set them and start again"
+            )
+
+    database_url = environ.get("DATABASE_URL") or None
+    return {
+        "ENV": env,
+        "SECRET_KEY": secret_key or DEVELOPMENT_SECRET_KEY,
+        "SECRET_KEY_IS_DEFAULT": secret_key is None,
+        # None means "a SQLite file in the instance folder", resolved by the factory.
+        "SQLALCHEMY_DATABASE_URI": normalise_database_url(database_url) if database_url else None,
+        "DB_STATEMENT_TIMEOUT_MS": _int(environ, "DB_STATEMENT_TIMEOUT_MS", 5000, minimum=0),
+        "DB_CONNECT_TIMEOUT": _int(environ, "DB_CONNECT_TIMEOUT", 3, minimum=1),
+        "DB_POOL_SIZE": _int(environ, "DB_POOL_SIZE", 5, minimum=1),
+        "DB_MAX_OVERFLOW": _int(environ, "DB_MAX_OVERFLOW", 5, minimum=0),
+        "DB_POOL_TIMEOUT": _int(environ, "DB_POOL_TIMEOUT", 5, minimum=1),
+        "CACHE_TTL": _int(environ, "CACHE_TTL", 30, minimum=1),
+        "VERIFICATION_CODE_TTL": _int(environ, "VERIFICATION_CODE_TTL", 600, minimum=1),
+        "VERIFICATION_RESEND_COOLDOWN": _int(environ, "VERIFICATION_RESEND_COOLDOWN", 30, minimum=0),
+        "REDIS_URL": environ.get("REDIS_URL") or None,
+        "API_KEYS": api_keys,
+        "RATE_LIMIT": environ.get("RATE_LIMIT") or None,
+        "LOG_LEVEL": environ.get("LOG_LEVEL", "INFO").upper(),
+        # Bodies over 64 KiB are refused with 413 before they are parsed.
+        "MAX_CONTENT_LENGTH": 64 * 1024,
+    }

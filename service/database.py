@@ -1,0 +1,144 @@
+"""The database layer's foundations: ``Base``, portable column types, engine
+setup and ``get_db_session()``, the unit-of-work scope every use case opens.
+
+Flask-SQLAlchemy's ``db.session`` is the only SQLAlchemy session: it lives for
+one app context and is removed at teardown. ``get_db_session()`` is a
+commit-or-rollback scope over it, never a second session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import DateTime, Engine, MetaData, event
+from sqlalchemy.engine import Dialect
+from sqlalchemy.engine.url import make_url
+from sqlalchemy.orm import DeclarativeBase, Session
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+_SCOPE_DEPTH = "unit_of_work_depth"
+
+
+class Base(DeclarativeBase):
+    """Declarative base for every model; constraint names are stable for Alembic."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend.
+
+    PostgreSQL stores ``timestamptz``; SQLite has no time zones, so values are
+    stored as naive UTC (fixed-width text that sorts correctly) and made aware
+    again on the way out.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; attach a time zone")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    """The service's clock: aware UTC with microseconds, as stored."""
+    return datetime.now(UTC)
+
+
+def engine_options(database_uri: str, config: dict[str, Any]) -> dict[str, Any]:
+    """Engine options per backend: pool sizes, timeouts, UTC sessions."""
+    url = make_url(database_uri)
+    if url.get_backend_name() == "postgresql":
+        timeout = config["DB_STATEMENT_TIMEOUT_MS"]
+        return {
+            "pool_size": config["DB_POOL_SIZE"],
+            "max_overflow": config["DB_MAX_OVERFLOW"],
+            "pool_timeout": config["DB_POOL_TIMEOUT"],
+            "pool_recycle": 1800,
+            "connect_args": {
+                "connect_timeout": config["DB_CONNECT_TIMEOUT"],
+                "options": f"-c timezone=UTC -c statement_timeout={timeout}",
+                "application_name": "user-sessions",
+            },
+        }
+    if url.get_backend_name() == "sqlite":
+        # The driver's own transaction handling is switched off in
+        # ``configure_engine``; a lock wait gives up after the busy timeout.
+        return {"connect_args": {"timeout": max(config["DB_STATEMENT_TIMEOUT_MS"], 1000) / 1000}}
+    return {}
+
+
+def configure_engine(engine: Engine) -> None:
+    """Make SQLite safe for several workers: WAL, and write locks taken up front.
+
+    pysqlite defers ``BEGIN`` and starts transactions as readers; two readers
+    that both try to write deadlock into "database is locked". Every
+    transaction here begins ``IMMEDIATE`` instead, so writers queue on the busy
+    timeout and read-modify-write cycles stay consistent.
+    """
+    if engine.dialect.name != "sqlite":
+        return
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        if engine.url.database not in (None, "", ":memory:"):
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@contextmanager
+def get_db_session() -> Iterator[Session]:
+    """One unit of work on the request's ``db.session``.
+
+    The outermost scope commits when its block succeeds and rolls back when it
+    raises. A nested scope runs in a savepoint: its failure undoes only its own
+    work, and its success commits nothing until the outermost scope does.
+    """
+    from service.extensions import db
+
+    db_session = db.session()
+    depth = db_session.info.get(_SCOPE_DEPTH, 0)
+    db_session.info[_SCOPE_DEPTH] = depth + 1
+    try:
+        if depth:
+            with db_session.begin_nested():
+                yield db_session
+        else:
+            try:
+                yield db_session
+                db_session.commit()
+            except BaseException:
+                db_session.rollback()
+                raise
+    finally:
+        db_session.info[_SCOPE_DEPTH] = depth

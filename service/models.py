@@ -1,0 +1,82 @@
+"""The ``UserSession`` model: one row per session of the agent backend."""
+
+from __future__ import annotations
+
+import uuid as uuid_module
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, ColumnElement, Index, String, Uuid, and_, false, func, or_
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from service.database import Base, UTCDateTime, utcnow
+
+# JSONB on PostgreSQL (indexable, containment queries), JSON text elsewhere.
+JSONDocument = JSON().with_variant(JSONB(), "postgresql")
+
+NAME_MAX_LENGTH = 200
+EMAIL_MAX_LENGTH = 254
+IP_ADDRESS_MAX_LENGTH = 45
+DEFAULT_MAX_VERIFICATION_ATTEMPTS = 3
+DEFAULT_MAX_RESEND_ATTEMPTS = 3
+
+
+class UserSession(Base):
+    """A session of the agent backend, with its e-mail verification state.
+
+    ``version`` is SQLAlchemy's optimistic lock: every UPDATE checks the version
+    it read and bumps it, so two concurrent writers can never both win.
+    The verification code is kept only as a keyed hash that no schema exposes.
+    """
+
+    __tablename__ = "user_sessions"
+
+    uuid: Mapped[uuid_module.UUID] = mapped_column(Uuid(), primary_key=True, default=uuid_module.uuid4)
+    name: Mapped[str | None] = mapped_column(String(NAME_MAX_LENGTH))
+    email: Mapped[str | None] = mapped_column(String(EMAIL_MAX_LENGTH))
+    ip_address: Mapped[str | None] = mapped_column(String(IP_ADDRESS_MAX_LENGTH))
+    consent_user_data: Mapped[bool] = mapped_column(default=False, server_default=false())
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONDocument, default=dict, server_default="{}")
+    is_email_verified: Mapped[bool] = mapped_column(default=False, server_default=false())
+    verification_code_hash: Mapped[str | None] = mapped_column(String(64))
+    verification_attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    max_verification_attempts: Mapped[int] = mapped_column(
+        default=DEFAULT_MAX_VERIFICATION_ATTEMPTS, server_default=str(DEFAULT_MAX_VERIFICATION_ATTEMPTS)
+    )
+    verification_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    resend_attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    max_resend_attempts: Mapped[int] = mapped_column(
+        default=DEFAULT_MAX_RESEND_ATTEMPTS, server_default=str(DEFAULT_MAX_RESEND_ATTEMPTS)
+    )
+    last_resend_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, server_default=func.now())
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    version: Mapped[int] = mapped_column(server_default="1")
+
+    __mapper_args__ = {"version_id_col": version}
+    __table_args__ = (
+        Index("ix_user_sessions_created_at_uuid", "created_at", "uuid"),
+        Index("ix_user_sessions_updated_at_uuid", "updated_at", "uuid"),
+        Index("ix_user_sessions_lower_email", func.lower(email)),
+    )
+
+    @property
+    def etag(self) -> str:
+        """The strong entity tag: the version in quotes."""
+        return f'"{self.version}"'
+
+    def is_live(self, now: datetime) -> bool:
+        """Neither soft-deleted nor past its ``expires_at``."""
+        return self.deleted_at is None and (self.expires_at is None or self.expires_at > now)
+
+    @classmethod
+    def live_clause(cls, now: datetime) -> ColumnElement[bool]:
+        """SQL twin of :meth:`is_live`."""
+        return and_(cls.deleted_at.is_(None), or_(cls.expires_at.is_(None), cls.expires_at > now))
+
+    def __repr__(self) -> str:
+        return f"<UserSession {self.uuid} v{self.version}>"

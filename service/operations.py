@@ -1,0 +1,166 @@
+"""Use cases: one unit of work each.
+
+Views call these with validated input; these open ``get_db_session()``, work
+through repositories and raise domain errors. Nothing here knows HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from marshmallow import ValidationError
+from sqlalchemy.exc import IntegrityError
+
+from service.database import get_db_session, utcnow
+from service.errors import (
+    PreconditionFailed,
+    RequestValidationError,
+    UserSessionAlreadyExists,
+    UserSessionIsLive,
+    UserSessionNotFound,
+)
+from service.models import UserSession
+from service.repositories import UserSessionRepository, get_user_session_repository
+from service.schemas import metadata_field, resolve_ttl
+
+_METADATA = metadata_field()
+
+
+@dataclass(frozen=True)
+class VersionPrecondition:
+    """What an ``If-Match`` header allows: any live version, or these versions."""
+
+    versions: frozenset[int] = frozenset()
+    any_version: bool = False
+
+    def check(self, user_session: UserSession) -> None:
+        if not (self.any_version or user_session.version in self.versions):
+            raise PreconditionFailed()
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396: objects merge recursively, ``null`` removes a key, anything else replaces."""
+    if not isinstance(patch, dict):
+        return patch
+    merged = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = merge_patch(merged.get(key), value)
+    return merged
+
+
+def _canonical(value: Any) -> str:
+    # JSON equality, not Python's: ``1 == True`` but they are different JSON values.
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def create_user_session(fields: Mapping[str, Any]) -> UserSession:
+    """Store a new session; a uuid that exists already (even deleted) is a conflict."""
+    values = resolve_ttl(dict(fields))
+    if values.get("metadata_") is None:
+        values["metadata_"] = {}
+    now = utcnow()
+    user_session = UserSession(**values, created_at=now, updated_at=now)
+    try:
+        with get_db_session() as db_session:
+            return get_user_session_repository(db_session).create(user_session)
+    except IntegrityError:
+        raise UserSessionAlreadyExists() from None
+
+
+def read_user_session(user_session_uuid: uuid.UUID, *, include_deleted: bool = False) -> UserSession:
+    """The session, or ``UserSessionNotFound`` when it is missing, deleted or expired."""
+    with get_db_session() as db_session:
+        return _find(get_user_session_repository(db_session), user_session_uuid, include_deleted=include_deleted)
+
+
+def patch_user_session(
+    user_session_uuid: uuid.UUID,
+    patch: Mapping[str, Any],
+    *,
+    precondition: VersionPrecondition | None = None,
+) -> UserSession:
+    """Apply a merge patch; a patch that changes nothing writes nothing."""
+    patch = resolve_ttl(dict(patch))
+    with get_db_session() as db_session:
+        repository = get_user_session_repository(db_session)
+        user_session = _find(repository, user_session_uuid, for_update=True)
+        if precondition is not None:
+            precondition.check(user_session)
+        changes = _changes(user_session, patch)
+        if changes:
+            changes["updated_at"] = utcnow()
+            repository.update(user_session, changes)
+        return user_session
+
+
+def delete_user_session(user_session_uuid: uuid.UUID, *, precondition: VersionPrecondition | None = None) -> None:
+    """Soft delete: the session disappears but can be restored until purged."""
+    with get_db_session() as db_session:
+        repository = get_user_session_repository(db_session)
+        user_session = _find(repository, user_session_uuid, for_update=True)
+        if precondition is not None:
+            precondition.check(user_session)
+        repository.soft_delete(user_session, now=utcnow())
+
+
+def purge_user_session(user_session_uuid: uuid.UUID, *, precondition: VersionPrecondition | None = None) -> None:
+    """Erase the session for good, whether it is live, deleted or expired."""
+    with get_db_session() as db_session:
+        repository = get_user_session_repository(db_session)
+        user_session = _find(repository, user_session_uuid, include_deleted=True, for_update=True)
+        if precondition is not None:
+            precondition.check(user_session)
+        repository.purge(user_session)
+
+
+def restore_user_session(
+    user_session_uuid: uuid.UUID, *, precondition: VersionPrecondition | None = None
+) -> UserSession:
+    """Bring back a soft-deleted or expired session; a live one is a conflict."""
+    with get_db_session() as db_session:
+        repository = get_user_session_repository(db_session)
+        user_session = _find(repository, user_session_uuid, include_deleted=True, for_update=True)
+        if precondition is not None:
+            precondition.check(user_session)
+        now = utcnow()
+        if user_session.is_live(now):
+            raise UserSessionIsLive()
+        return repository.restore(user_session, now=now)
+
+
+def _find(
+    repository: UserSessionRepository,
+    user_session_uuid: uuid.UUID,
+    *,
+    include_deleted: bool = False,
+    for_update: bool = False,
+) -> UserSession:
+    user_session = repository.get_by_uuid(user_session_uuid, include_deleted=include_deleted, for_update=for_update)
+    if user_session is None:
+        raise UserSessionNotFound()
+    return user_session
+
+
+def _changes(user_session: UserSession, patch: Mapping[str, Any]) -> dict[str, Any]:
+    """The attributes whose value the patch really changes."""
+    changes: dict[str, Any] = {}
+    for attribute, value in patch.items():
+        current = getattr(user_session, attribute)
+        if attribute == "metadata_":
+            value = {} if value is None else merge_patch(current, value)
+            try:
+                _METADATA.check(value)
+            except ValidationError as error:
+                raise RequestValidationError(errors={"metadata": list(error.messages)}) from None
+            if _canonical(value) != _canonical(current):
+                changes[attribute] = value
+        elif value != current:
+            changes[attribute] = value
+    return changes

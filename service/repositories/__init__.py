@@ -1,0 +1,8 @@
+"""Repositories: collection-like access to models. They add, query and flush;
+they never commit (the unit of work in ``get_db_session()`` does)."""
+
+from service.repositories.base_repository import BaseRepository
+from service.repositories.factory import get_user_session_repository
+from service.repositories.user_session_repository import UserSessionRepository
+
+__all__ = ["BaseRepository", "UserSessionRepository", "get_user_session_repository"]

@@ -1,0 +1,71 @@
+"""``BaseRepository[T]``: the operations every model's repository offers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Generic, TypeVar
+
+from sqlalchemy import ColumnElement, inspect, literal, select
+from sqlalchemy.orm import Session
+
+from service.database import Base
+
+ModelT = TypeVar("ModelT", bound=Base)
+
+
+class BaseRepository(Generic[ModelT]):
+    """Add, fetch, change and remove one model's rows on the caller's session.
+
+    Every write is flushed at once, so constraint violations surface inside
+    the use case that caused them; committing is the unit of work's job.
+    """
+
+    model: ClassVar[type[Any]]
+
+    def __init__(self, db_session: Session) -> None:
+        self.db_session = db_session
+
+    @property
+    def _primary_key(self) -> Any:
+        return inspect(self.model).primary_key[0]
+
+    def get_by_id(self, identity: Any, *, for_update: bool = False) -> ModelT | None:
+        """The row with this primary key, read fresh from the database.
+
+        ``for_update`` locks the row until the unit of work ends, so a
+        read-modify-write cannot interleave with another writer's.
+        """
+        return self.db_session.get(self.model, identity, populate_existing=True, with_for_update=for_update)
+
+    def exists(self, identity: Any) -> bool:
+        """Whether a row with this primary key exists, without loading it."""
+        query = select(literal(True)).where(self._primary_key == identity).limit(1)
+        return self.db_session.execute(query).scalar() is not None
+
+    def create(self, entity: ModelT) -> ModelT:
+        """Insert ``entity``; an ``IntegrityError`` means a constraint refused it."""
+        self.db_session.add(entity)
+        self.db_session.flush()
+        return entity
+
+    def update(self, entity: ModelT, changes: Mapping[str, Any]) -> ModelT:
+        """Apply ``changes`` (attribute name to value) and write them."""
+        for attribute, value in changes.items():
+            setattr(entity, attribute, value)
+        self.db_session.flush()
+        return entity
+
+    def delete(self, entity: ModelT) -> None:
+        """Remove the row for good."""
+        self.db_session.delete(entity)
+        self.db_session.flush()
+
+    def list(
+        self,
+        *criteria: ColumnElement[bool],
+        order_by: Sequence[Any] = (),
+        limit: int | None = None,
+    ) -> list[ModelT]:
+        """Rows matching every criterion, in ``order_by`` order, at most ``limit``."""
+        query = select(self.model).where(*criteria).order_by(*order_by).limit(limit)
+        return list(self.db_session.scalars(query))

@@ -1,0 +1,13 @@
+"""Factory functions: the one place that decides which session a repository uses."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from service.extensions import db
+from service.repositories.user_session_repository import UserSessionRepository
+
+
+def get_user_session_repository(db_session: Session | None = None) -> UserSessionRepository:
+    """A ``UserSessionRepository`` on ``db_session``, by default the request's ``db.session``."""
+    return UserSessionRepository(db.session() if db_session is None else db_session)

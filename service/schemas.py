@@ -1,0 +1,156 @@
+"""marshmallow schemas: what the API accepts and what it answers.
+
+The same schemas validate requests, serialise results and, through
+flask-smorest and apispec, write ``openapi.yaml``.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from marshmallow import RAISE, Schema, ValidationError, fields, pre_load, validate, validates_schema
+
+from service.database import utcnow
+from service.fields import IPAddress, JSONObject, QueryBoolean, StrictBoolean, UTCDateTime, WholeNumber
+from service.fields import unstorable_string as has_unstorable_string
+from service.models import EMAIL_MAX_LENGTH, NAME_MAX_LENGTH
+
+METADATA_MAX_BYTES = 16 * 1024
+METADATA_MAX_DEPTH = 32
+TTL_MIN_SECONDS = 1
+TTL_MAX_SECONDS = 400 * 24 * 3600
+
+UNSTORABLE_STRING = "Must not contain NUL characters or unpaired surrogates."
+
+
+class StrictSchema(Schema):
+    """Rejects unknown fields (422 naming each) and strings the database cannot store."""
+
+    class Meta:
+        unknown = RAISE
+
+    @pre_load
+    def _reject_unstorable_strings(self, data: Any, **_kwargs: Any) -> Any:
+        if isinstance(data, dict):
+            errors = {str(key): [UNSTORABLE_STRING] for key, value in data.items() if has_unstorable_string(value)}
+            if errors:
+                raise ValidationError(errors)
+        return data
+
+
+def metadata_field(**kwargs: Any) -> JSONObject:
+    return JSONObject(
+        max_bytes=METADATA_MAX_BYTES,
+        max_depth=METADATA_MAX_DEPTH,
+        metadata={"description": "Free JSON object for agent state, at most 16 KiB serialised."},
+        **kwargs,
+    )
+
+
+class WritableFieldsSchema(StrictSchema):
+    """The fields a client may write, shared by create and merge patch."""
+
+    name = fields.String(allow_none=True, validate=validate.Length(max=NAME_MAX_LENGTH))
+    email = fields.Email(allow_none=True, validate=validate.Length(max=EMAIL_MAX_LENGTH))
+    ip_address = IPAddress(allow_none=True, metadata={"description": "IPv4 or IPv6 address."})
+    consent_user_data = StrictBoolean()
+    metadata_ = metadata_field(data_key="metadata", allow_none=True)
+    completed_at = UTCDateTime(allow_none=True)
+    expires_at = UTCDateTime(
+        allow_none=True, metadata={"description": "Past this instant the session counts as deleted."}
+    )
+    ttl_seconds = WholeNumber(
+        validate=validate.Range(min=TTL_MIN_SECONDS, max=TTL_MAX_SECONDS),
+        load_only=True,
+        metadata={"description": "Sets expires_at to now + ttl_seconds; not together with expires_at."},
+    )
+
+    @validates_schema
+    def _ttl_or_expiry(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        if "ttl_seconds" in data and "expires_at" in data:
+            raise ValidationError("Send either ttl_seconds or expires_at, not both.", "ttl_seconds")
+
+
+class UserSessionCreateSchema(WritableFieldsSchema):
+    """Body of ``POST /user-sessions``: every field optional; ``{}`` is an anonymous session."""
+
+    uuid = fields.UUID(metadata={"description": "Chosen by the server unless given."})
+
+    @validates_schema
+    def _expiry_in_future(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        expires_at = data.get("expires_at")
+        if expires_at is not None and expires_at <= utcnow():
+            raise ValidationError("Must be in the future when creating a session.", "expires_at")
+
+
+class UserSessionPatchSchema(WritableFieldsSchema):
+    """Body of ``PATCH``: an RFC 7396 merge patch of the writable fields."""
+
+
+def resolve_ttl(data: dict[str, Any]) -> dict[str, Any]:
+    """Replace ``ttl_seconds`` by the ``expires_at`` it stands for."""
+    ttl = data.pop("ttl_seconds", None)
+    if ttl is not None:
+        data["expires_at"] = utcnow() + timedelta(seconds=ttl)
+    return data
+
+
+class UserSessionSchema(Schema):
+    """The representation of a user session."""
+
+    uuid = fields.UUID(required=True)
+    name = fields.String(required=True, allow_none=True)
+    email = fields.String(required=True, allow_none=True, metadata={"format": "email"})
+    ip_address = fields.String(required=True, allow_none=True)
+    consent_user_data = fields.Boolean(required=True)
+    metadata_ = fields.Dict(data_key="metadata", required=True)
+    is_email_verified = fields.Boolean(required=True)
+    verification_attempts = fields.Integer(required=True)
+    max_verification_attempts = fields.Integer(required=True)
+    verification_expires_at = UTCDateTime(required=True, allow_none=True)
+    resend_attempts = fields.Integer(required=True)
+    max_resend_attempts = fields.Integer(required=True)
+    last_resend_at = UTCDateTime(required=True, allow_none=True)
+    created_at = UTCDateTime(required=True)
+    updated_at = UTCDateTime(required=True)
+    completed_at = UTCDateTime(required=True, allow_none=True)
+    expires_at = UTCDateTime(required=True, allow_none=True)
+    deleted_at = UTCDateTime(required=True, allow_none=True)
+    version = fields.Integer(required=True)
+
+
+class ReadArgsSchema(StrictSchema):
+    """Query of ``GET`` and ``HEAD`` on one session."""
+
+    include_deleted = QueryBoolean(
+        load_default=False, metadata={"description": "Also find soft-deleted and expired sessions."}
+    )
+
+
+class DeleteArgsSchema(StrictSchema):
+    """Query of ``DELETE`` on one session."""
+
+    purge = QueryBoolean(
+        load_default=False, metadata={"description": "Erase the session for good (GDPR erasure), deleted or not."}
+    )
+
+
+class NoArgsSchema(StrictSchema):
+    """An operation that takes no query parameters."""
+
+
+class ProblemSchema(Schema):
+    """RFC 9457 problem details."""
+
+    type = fields.String(required=True)
+    title = fields.String(required=True)
+    status = fields.Integer(required=True)
+    detail = fields.String(required=True)
+    code = fields.String(required=True, metadata={"description": "Stable UPPER_SNAKE_CASE error code."})
+    correlation_id = fields.String(required=True, allow_none=True)
+    errors = fields.Dict(
+        keys=fields.String(),
+        values=fields.List(fields.String()),
+        metadata={"description": "Field or parameter name, as sent, to its messages."},
+    )
