@@ -18,18 +18,12 @@ _DURATION = re.compile(r"(\d+)([smhd])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
-class Duration(click.ParamType):
+def parse_duration(_ctx: click.Context, param: click.Parameter, value: str) -> timedelta:
     """``<n>s|m|h|d``, e.g. ``30d``."""
-
-    name = "duration"
-
-    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> timedelta:
-        if isinstance(value, timedelta):
-            return value
-        match = _DURATION.fullmatch(str(value).strip())
-        if match is None:
-            self.fail(f"{value!r} is not a duration like 30d, 12h, 15m or 90s", param, ctx)
-        return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    match = _DURATION.fullmatch(value.strip())
+    if match is None:
+        raise click.BadParameter(f"{value!r} is not a duration like 30d, 12h, 15m or 90s", param=param)
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
 
 
 @click.group("user-sessions")
@@ -40,8 +34,8 @@ def user_sessions_cli() -> None:
 @user_sessions_cli.command("purge")
 @click.option(
     "--deleted-before",
-    type=Duration(),
     required=True,
+    callback=parse_duration,
     help="Erase sessions soft-deleted, or expired, more than this long ago (e.g. 30d).",
 )
 def purge_command(deleted_before: timedelta) -> None:

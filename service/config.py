@@ -10,7 +10,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-DEVELOPMENT_SECRET_KEY = "development-only-secret-key-do-not-use-in-production"
+DEVELOPMENT_SECRET_KEY = "development-only-secret-key-do-not-use-in-production"  # noqa: S105
 
 log = logging.getLogger(__name__)
 

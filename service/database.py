@@ -28,6 +28,7 @@ NAMING_CONVENTION = {
 }
 
 _SCOPE_DEPTH = "unit_of_work_depth"
+_WRITE_INTENT = "user_sessions_write_intent"
 
 
 class Base(DeclarativeBase):
@@ -94,10 +95,11 @@ def engine_options(database_uri: str, config: dict[str, Any]) -> dict[str, Any]:
 def configure_engine(engine: Engine) -> None:
     """Make SQLite safe for several workers: WAL, and write locks taken up front.
 
-    pysqlite defers ``BEGIN`` and starts transactions as readers; two readers
-    that both try to write deadlock into "database is locked". Every
-    transaction here begins ``IMMEDIATE`` instead, so writers queue on the busy
-    timeout and read-modify-write cycles stay consistent.
+    pysqlite defers ``BEGIN`` and starts every transaction as a reader; two
+    readers that both go on to write fail with "database is locked", which no
+    busy timeout cures. A unit of work therefore begins ``IMMEDIATE`` (it
+    takes the write lock first and queues on the busy timeout), while plain
+    reads begin deferred and, under WAL, never wait for a writer.
     """
     if engine.dialect.name != "sqlite":
         return
@@ -113,7 +115,8 @@ def configure_engine(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        immediate = connection.get_execution_options().get(_WRITE_INTENT)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 @contextmanager
@@ -128,6 +131,12 @@ def get_db_session() -> Iterator[Session]:
 
     db_session = db.session()
     depth = db_session.info.get(_SCOPE_DEPTH, 0)
+    if depth == 0:
+        if db_session.in_transaction():
+            # End the read-only transaction earlier reads left open, so the
+            # unit of work starts on fresh data and with its write intent.
+            db_session.commit()
+        db_session.connection(execution_options={_WRITE_INTENT: True})
     db_session.info[_SCOPE_DEPTH] = depth + 1
     try:
         if depth:

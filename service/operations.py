@@ -75,9 +75,12 @@ def create_user_session(fields: Mapping[str, Any]) -> UserSession:
 
 
 def read_user_session(user_session_uuid: uuid.UUID, *, include_deleted: bool = False) -> UserSession:
-    """The session, or ``UserSessionNotFound`` when it is missing, deleted or expired."""
-    with get_db_session() as db_session:
-        return _find(get_user_session_repository(db_session), user_session_uuid, include_deleted=include_deleted)
+    """The session, or ``UserSessionNotFound`` when it is missing, deleted or expired.
+
+    A read needs no unit of work: it writes nothing, and the request's session
+    is closed at teardown.
+    """
+    return _find(get_user_session_repository(), user_session_uuid, include_deleted=include_deleted)
 
 
 def patch_user_session(

@@ -1,0 +1,81 @@
+"""Shared fixtures: an app per database, migrated once; rows cleared per test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from flask_migrate import upgrade
+from sqlalchemy import delete
+
+from service import create_app
+from service.extensions import db
+from tests.databases import database_params, fresh_postgres_database, worker_id
+
+TEST_SECRET_KEY = "test-secret-key"
+
+
+def make_app(database_url: str, **settings: str) -> Flask:
+    """An app on ``database_url``, migrated to head."""
+    app = create_app({"DATABASE_URL": database_url, "SECRET_KEY": TEST_SECRET_KEY, **settings})
+    app.config["TESTING"] = True
+    with app.app_context():
+        upgrade()
+    return app
+
+
+@pytest.fixture(scope="session", params=database_params())
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    # A SQLite file, not ``sqlite://``: the embedded default is a file, and a
+    # file lets a test look at committed state through a second connection.
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'user_sessions.sqlite3'}"
+    return fresh_postgres_database(f"app_{worker_id()}")
+
+
+@pytest.fixture(scope="session")
+def app(database_url: str) -> Iterator[Flask]:
+    app = make_app(database_url)
+    yield app
+    with app.app_context():
+        db.engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _clean_tables(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every test starts with empty tables (only where it uses the app)."""
+    yield
+    if "app" not in request.fixturenames:
+        return
+    app: Flask = request.getfixturevalue("app")
+    with app.app_context():
+        for table in reversed(db.metadata.sorted_tables):
+            db.session.execute(delete(table))
+        db.session.commit()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def app_context(app: Flask) -> Iterator[None]:
+    with app.app_context():
+        yield
+
+
+@pytest.fixture
+def create_session(client: FlaskClient) -> Any:
+    """Create a user session through the API; returns its representation."""
+
+    def create(**fields: Any) -> dict[str, Any]:
+        response = client.post("/user-sessions", json=fields)
+        assert response.status_code == 201, response.get_json()
+        body: dict[str, Any] = response.get_json()
+        return body
+
+    return create
