@@ -17,6 +17,7 @@ from typing import Any
 from flask import Flask, Response, g, json
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
 
 from service.api.converters import MalformedUserSessionUUID
@@ -228,6 +229,11 @@ def _handle_pool_timeout(_error: PoolTimeoutError) -> Response:
     return _handle_service_error(DatabaseUnavailable())
 
 
+def _handle_stale_data(_error: StaleDataError) -> Response:
+    # Row locks make this rare: a writer that bypassed them changed the row.
+    return _handle_service_error(WriteConflict())
+
+
 def _handle_unexpected(error: Exception) -> Response:
     log.exception("unhandled error", exc_info=error)
     return problem_response(500, "INTERNAL_ERROR", ServiceError.detail)
@@ -240,4 +246,5 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(MalformedUserSessionUUID, _handle_malformed_uuid)
     app.register_error_handler(DBAPIError, _handle_database_error)
     app.register_error_handler(PoolTimeoutError, _handle_pool_timeout)
+    app.register_error_handler(StaleDataError, _handle_stale_data)
     app.register_error_handler(Exception, _handle_unexpected)

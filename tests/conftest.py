@@ -14,6 +14,7 @@ from sqlalchemy import delete
 from service import create_app
 from service.extensions import db
 from tests.databases import database_params, fresh_postgres_database, worker_id
+from tests.live import LiveServer, migrate, start_gunicorn
 
 TEST_SECRET_KEY = "test-secret-key"
 
@@ -79,3 +80,22 @@ def create_session(client: FlaskClient) -> Any:
         return body
 
     return create
+
+
+@pytest.fixture(scope="session", params=database_params())
+def live_database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A migrated database of its own for a live server (real commits, no cleanup)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('live-sqlite') / 'user_sessions.sqlite3'}"
+    else:
+        url = fresh_postgres_database(f"live_{worker_id()}")
+    migrate(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def live_server(live_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """gunicorn with several workers on each test database."""
+    server = start_gunicorn(live_database_url, tmp_path_factory.mktemp("live") / "gunicorn.log")
+    yield server
+    server.stop()

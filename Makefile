@@ -1,0 +1,38 @@
+# Everything needs only Python 3.11+: each target makes .venv and installs into it.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test lint openapi clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+## run: migrate the database (SQLite in ./instance by default) and serve on http://$(HOST):$(PORT)
+run: $(VENV)/.installed-run
+	$(BIN)/flask --app wsgi db upgrade
+	$(BIN)/gunicorn --bind $(HOST):$(PORT) wsgi:app
+
+## test: the whole suite (PostgreSQL too when TEST_DATABASE_URL is set)
+test: $(VENV)/.installed-test
+	$(BIN)/pytest -n 2 --dist loadfile $(PYTEST_ARGS)
+
+## lint: ruff and mypy, as CI runs them
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy service
+
+clean:
+	rm -rf $(VENV) instance .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,79 @@
+"""Concurrent writers against a real gunicorn with several workers."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import requests
+
+from tests.live import LiveServer
+
+ROUNDS = 10
+
+
+def race(count: int, request: Callable[[], requests.Response]) -> list[requests.Response]:
+    """Fire ``count`` requests at once (threads released by one barrier)."""
+    barrier = threading.Barrier(count)
+    responses: list[requests.Response] = []
+    lock = threading.Lock()
+
+    def run() -> None:
+        barrier.wait()
+        response = request()
+        with lock:
+            responses.append(response)
+
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return responses
+
+
+def create(live_server: LiveServer, **fields: Any) -> dict[str, Any]:
+    response = requests.post(live_server.url("/user-sessions"), json=fields, timeout=10)
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def test_two_patches_with_the_same_if_match_one_wins_one_gets_412(live_server: LiveServer) -> None:
+    for round_number in range(ROUNDS):
+        user_session = create(live_server, name="start")
+        url = live_server.url(f"/user-sessions/{user_session['uuid']}")
+        names = iter(("left", "right"))
+        name_lock = threading.Lock()
+
+        def patch() -> requests.Response:
+            with name_lock:
+                name = next(names)
+            return requests.patch(url, json={"name": name}, headers={"If-Match": '"1"'}, timeout=10)
+
+        statuses = Counter(response.status_code for response in race(2, patch))
+        assert statuses == Counter({200: 1, 412: 1}), f"round {round_number}: {statuses}"
+        final = requests.get(url, timeout=10).json()
+        assert final["version"] == 2
+        assert final["name"] in ("left", "right")
+
+
+def test_concurrent_patches_without_if_match_lose_no_update(live_server: LiveServer) -> None:
+    """Each writer adds its own metadata key; every key survives."""
+    user_session = create(live_server)
+    url = live_server.url(f"/user-sessions/{user_session['uuid']}")
+    keys = iter(range(8))
+    key_lock = threading.Lock()
+
+    def patch() -> requests.Response:
+        with key_lock:
+            key = f"writer-{next(keys)}"
+        return requests.patch(url, json={"metadata": {key: True}}, timeout=10)
+
+    responses = race(8, patch)
+    assert [response.status_code for response in responses] == [200] * 8
+    final = requests.get(url, timeout=10).json()
+    assert final["metadata"] == {f"writer-{index}": True for index in range(8)}
+    assert final["version"] == 9
