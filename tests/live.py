@@ -81,15 +81,24 @@ def start_gunicorn(
     log_file = log_path.open("ab")
     process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
     server = LiveServer(f"http://127.0.0.1:{port}", process, log_path, dict(env))
-    deadline = time.monotonic() + 30
+    try:
+        wait_until_healthy(server)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def wait_until_healthy(server: LiveServer, timeout: float = 30) -> None:
+    """Poll ``/healthz`` until it answers 200; fail if the process dies or time runs out."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with {process.returncode}:\n{server.log()}")
+        if server.process.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with {server.process.returncode}:\n{server.log()}")
         try:
             if requests.get(server.url("/healthz"), timeout=1).status_code == 200:
-                return server
+                return
         except requests.RequestException:
             pass
         time.sleep(0.1)
-    server.stop()
-    raise RuntimeError(f"gunicorn did not answer within 30 s:\n{server.log()}")
+    raise RuntimeError(f"gunicorn did not answer within {timeout} s:\n{server.log()}")
