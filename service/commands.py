@@ -9,6 +9,7 @@ from datetime import timedelta
 import click
 from sqlalchemy import delete, or_, select
 
+from service import idempotency
 from service.database import get_db_session, utcnow
 from service.extensions import db
 from service.models import UserSession
@@ -39,7 +40,8 @@ def user_sessions_cli() -> None:
     help="Erase sessions soft-deleted, or expired, more than this long ago (e.g. 30d).",
 )
 def purge_command(deleted_before: timedelta) -> None:
-    """Erase soft-deleted and expired sessions for good, in batches."""
+    """Erase soft-deleted and expired sessions for good, in batches, and forget
+    idempotency records past their 24 hours."""
     cutoff = utcnow() - deleted_before
     gone = or_(UserSession.deleted_at < cutoff, UserSession.expires_at < cutoff)
     with get_db_session() as db_session:
@@ -56,5 +58,8 @@ def purge_command(deleted_before: timedelta) -> None:
                 break
             erased += len(uuids)
             bar.update(len(uuids))
+    forgotten = idempotency.forget_expired()
     db.session.remove()
     click.echo(f"purged {erased} user sessions deleted or expired before {cutoff.isoformat()}")
+    retention_hours = int(idempotency.RETENTION.total_seconds() // 3600)
+    click.echo(f"forgot {forgotten} idempotency records older than {retention_hours} hours")

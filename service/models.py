@@ -1,4 +1,5 @@
-"""The ``UserSession`` model: one row per session of the agent backend."""
+"""The models: ``UserSession``, one row per session of the agent backend, and
+``IdempotencyRecord``, one row per ``Idempotency-Key`` a client sent."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import uuid as uuid_module
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ColumnElement, Index, String, Uuid, and_, false, func, or_
+from sqlalchemy import JSON, ColumnElement, Index, LargeBinary, String, Uuid, and_, false, func, or_
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -80,3 +81,40 @@ class UserSession(Base):
 
     def __repr__(self) -> str:
         return f"<UserSession {self.uuid} v{self.version}>"
+
+
+IDEMPOTENCY_KEY_MAX_LENGTH = 255
+IDEMPOTENCY_PATH_MAX_LENGTH = 255
+IN_FLIGHT = "in_flight"
+DONE = "done"
+
+
+class IdempotencyRecord(Base):
+    """What one ``Idempotency-Key`` did: in flight, or done with its stored response.
+
+    The primary key is the key's scope (API key identity, method, path, key),
+    so the database itself decides which of several concurrent requests with
+    one key runs: the others collide with its row. ``owner_token`` fences the
+    owner: only the request that claimed the record may complete it, and one
+    that lost its lease cannot. ``state`` is ``IN_FLIGHT`` or ``DONE``.
+    """
+
+    __tablename__ = "idempotency_records"
+
+    api_key_identity: Mapped[str] = mapped_column(String(64), primary_key=True)
+    method: Mapped[str] = mapped_column(String(16), primary_key=True)
+    path: Mapped[str] = mapped_column(String(IDEMPOTENCY_PATH_MAX_LENGTH), primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(IDEMPOTENCY_KEY_MAX_LENGTH), primary_key=True)
+    request_fingerprint: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    owner_token: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    lease_expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    response_status: Mapped[int | None] = mapped_column()
+    response_headers: Mapped[dict[str, str] | None] = mapped_column(JSON)
+    response_body: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+    __table_args__ = (Index("ix_idempotency_records_created_at", "created_at"),)
+
+    def __repr__(self) -> str:
+        return f"<IdempotencyRecord {self.method} {self.path} {self.state}>"

@@ -10,6 +10,7 @@ from flask.views import MethodView
 
 from service import operations
 from service.api.conditional import if_match_precondition, not_modified
+from service.api.idempotency import idempotent
 from service.api.parser import Blueprint
 from service.models import UserSession
 from service.schemas import (
@@ -48,6 +49,7 @@ def _location(user_session: UserSession) -> str:
 class UserSessions(MethodView):
     @blp.arguments(NoArgsSchema, location="query", error_status_code=400)
     @blp.arguments(UserSessionCreateSchema)
+    @idempotent
     @blp.response(201, UserSessionSchema)
     def post(self, _query: dict[str, Any], fields: dict[str, Any]) -> Any:
         """Create a user session."""
@@ -85,6 +87,7 @@ class UserSessionItem(MethodView):
 @blp.route("/<user_session_uuid:user_session_uuid>/restore")
 class UserSessionRestore(MethodView):
     @blp.arguments(NoArgsSchema, location="query", error_status_code=400)
+    @idempotent
     @blp.response(200, UserSessionSchema)
     def post(self, _query: dict[str, Any], user_session_uuid: uuid.UUID) -> Any:
         """Undo a soft delete or an expiry."""

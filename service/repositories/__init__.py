@@ -2,7 +2,15 @@
 they never commit (the unit of work in ``get_db_session()`` does)."""
 
 from service.repositories.base_repository import BaseRepository
-from service.repositories.factory import get_user_session_repository
+from service.repositories.factory import get_idempotency_repository, get_user_session_repository
+from service.repositories.idempotency_repository import IdempotencyRepository, IdempotencyScope
 from service.repositories.user_session_repository import UserSessionRepository
 
-__all__ = ["BaseRepository", "UserSessionRepository", "get_user_session_repository"]
+__all__ = [
+    "BaseRepository",
+    "IdempotencyRepository",
+    "IdempotencyScope",
+    "UserSessionRepository",
+    "get_idempotency_repository",
+    "get_user_session_repository",
+]

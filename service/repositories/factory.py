@@ -5,9 +5,15 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from service.extensions import db
+from service.repositories.idempotency_repository import IdempotencyRepository
 from service.repositories.user_session_repository import UserSessionRepository
 
 
 def get_user_session_repository(db_session: Session | None = None) -> UserSessionRepository:
     """A ``UserSessionRepository`` on ``db_session``, by default the request's ``db.session``."""
     return UserSessionRepository(db.session() if db_session is None else db_session)
+
+
+def get_idempotency_repository(db_session: Session | None = None) -> IdempotencyRepository:
+    """An ``IdempotencyRepository`` on ``db_session``, by default the request's ``db.session``."""
+    return IdempotencyRepository(db.session() if db_session is None else db_session)

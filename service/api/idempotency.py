@@ -1,0 +1,138 @@
+"""``Idempotency-Key`` on POST routes: one decorator, placed between a view's
+``@blp.arguments`` (so only valid requests reach it) and its ``@blp.response``
+(so it sees the finished response).
+
+The protocol itself (claim, perform, replay) lives in ``service.idempotency``;
+this module maps it to HTTP: the header, the request's fingerprint, what of a
+response is stored and how a replay is answered.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import flask_smorest
+from flask import Response, current_app, request, url_for
+from sqlalchemy.exc import SQLAlchemyError
+
+from service import idempotency
+from service.api.caller import api_key_identity
+from service.api.parser import loads_strict
+from service.errors import InvalidHeader, MalformedJSON, WriteConflict
+from service.keys import derived_key, keyed_fingerprint
+from service.models import IDEMPOTENCY_KEY_MAX_LENGTH
+from service.repositories import IdempotencyScope
+
+HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+# The headers a replay repeats; the others (correlation id, caching) are the replay's own.
+STORED_HEADERS = ("Content-Type", "ETag", "Location")
+# Validation failures are not remembered (the contract), nor is a 503: the work
+# was rolled back and the answer itself says to retry. Database failures never
+# become a stored response at all (see ``_respond``).
+FORGOTTEN_STATUSES = frozenset({400, 415, 422, 503})
+_VISIBLE_ASCII = re.compile(rf"[\x21-\x7e]{{1,{IDEMPOTENCY_KEY_MAX_LENGTH}}}")
+
+HEADER_PARAMETER = {
+    "in": "header",
+    "name": HEADER,
+    "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": IDEMPOTENCY_KEY_MAX_LENGTH, "pattern": "^[!-~]+$"},
+    "description": (
+        "1-255 visible ASCII characters, scoped by API key, method and path. A retry with the same key and "
+        "the same JSON body within 24 hours replays the first response (status, body, ETag, Location) with "
+        "`Idempotent-Replayed: true`; the same key with another body is a 422 (IDEMPOTENCY_KEY_REUSED); a "
+        "retry while the first request is in flight is a 409 (IDEMPOTENCY_KEY_IN_USE). Responses 400, 415, "
+        "422 and 503 are not remembered. A key whose request died mid-way is free again after 60 seconds."
+    ),
+}
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    response: Response
+    transient: bool = False
+
+
+def idempotent(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Honour ``Idempotency-Key`` on ``view``: run it once per key, replay the answer."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        key = idempotency_key()
+        if key is None:
+            return view(*args, **kwargs)
+        scope = IdempotencyScope(api_key_identity(), request.method, canonical_path(), key)
+        claimed = idempotency.claim(scope, request_fingerprint())
+        if isinstance(claimed, idempotency.StoredResponse):
+            return replay(claimed)
+        outcome = idempotency.perform(claimed, lambda: _respond(view, args, kwargs), _stored_response)
+        return outcome.response
+
+    documented: Callable[..., Any] = flask_smorest.Blueprint.doc(parameters=[HEADER_PARAMETER])(wrapper)
+    return documented
+
+
+def idempotency_key() -> str | None:
+    """The request's key, None without one; 400 when it is malformed."""
+    values = request.headers.getlist(HEADER)
+    if not values:
+        return None
+    if len(values) > 1 or not _VISIBLE_ASCII.fullmatch(values[0]):
+        raise InvalidHeader(
+            errors={HEADER: [f"Must be sent once, as 1-{IDEMPOTENCY_KEY_MAX_LENGTH} visible ASCII characters."]}
+        )
+    return values[0]
+
+
+def canonical_path() -> str:
+    """The request's path as the app spells it (a path uuid in lower case)."""
+    return url_for(request.endpoint or "", **(request.view_args or {}))
+
+
+def request_fingerprint() -> str:
+    """A keyed hash of the body as parsed JSON (key order and spacing do not count).
+
+    Keyed, because a body may hold a secret (a verification code) that a
+    plain hash of six digits would give away.
+    """
+    body = request.get_data(cache=True)
+    try:
+        canonical = b"json:" + json.dumps(loads_strict(body) if body else {}, sort_keys=True).encode()
+    except MalformedJSON:
+        canonical = b"raw:" + body  # a body the route does not read
+    return keyed_fingerprint(derived_key(current_app.config["SECRET_KEY"], "idempotency-request"), canonical)
+
+
+def replay(stored: idempotency.StoredResponse) -> Response:
+    response = Response(stored.body, status=stored.status, headers=stored.headers)
+    response.headers[REPLAYED_HEADER] = "true"
+    return response
+
+
+def _respond(view: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Outcome:
+    """The view's response, errors included, answered as the app would answer them.
+
+    Database failures are raised instead: the unit of work rolls back, the
+    key is released and the app answers them (503), so a retry runs again.
+    """
+    try:
+        return _Outcome(current_app.make_response(view(*args, **kwargs)))
+    except SQLAlchemyError:
+        raise
+    except Exception as error:
+        response = current_app.make_response(current_app.handle_user_exception(error))
+        return _Outcome(response, transient=isinstance(error, WriteConflict))
+
+
+def _stored_response(outcome: _Outcome) -> idempotency.StoredResponse | None:
+    response = outcome.response
+    if outcome.transient or response.status_code in FORGOTTEN_STATUSES:
+        return None
+    headers = {name: response.headers[name] for name in STORED_HEADERS if name in response.headers}
+    return idempotency.StoredResponse(response.status_code, headers, response.get_data())
