@@ -166,4 +166,8 @@ def _changes(user_session: UserSession, patch: Mapping[str, Any]) -> dict[str, A
                 changes[attribute] = value
         elif value != current:
             changes[attribute] = value
+    if "email" in changes and (changes["email"] or "").lower() != (user_session.email or "").lower():
+        # A verification speaks for one address: a new one starts unverified,
+        # and a code sent to the old one no longer counts.
+        changes.update(is_email_verified=False, verification_code_hash=None, verification_expires_at=None)
     return changes

@@ -170,3 +170,33 @@ def test_another_media_type_is_415_with_accept_patch(
 def test_a_patch_without_a_body_is_415(client: FlaskClient, create_session: Any) -> None:
     created = create_session()
     assert_problem(client.patch(f"/user-sessions/{created['uuid']}"), 415, "UNSUPPORTED_MEDIA_TYPE")
+
+
+def verify(client: FlaskClient, user_session_uuid: str) -> None:
+    code = client.post(f"/user-sessions/{user_session_uuid}/email-verification").get_json()["code"]
+    check = client.post(f"/user-sessions/{user_session_uuid}/email-verification/check", json={"code": code})
+    assert check.get_json() == {"verified": True}
+
+
+def test_a_new_email_address_is_unverified(client: FlaskClient, create_session: Any) -> None:
+    created = create_session(email="ada@example.org")
+    verify(client, created["uuid"])
+    body = patch(client, created["uuid"], {"email": "grace@example.org"}).get_json()
+    assert body["is_email_verified"] is False
+    assert body["verification_expires_at"] is None
+
+
+def test_changing_only_the_case_of_the_email_keeps_it_verified(client: FlaskClient, create_session: Any) -> None:
+    created = create_session(email="ada@example.org")
+    verify(client, created["uuid"])
+    body = patch(client, created["uuid"], {"email": "Ada@Example.org"}).get_json()
+    assert body["email"] == "Ada@Example.org"
+    assert body["is_email_verified"] is True
+
+
+def test_a_code_sent_to_the_old_address_stops_counting(client: FlaskClient, create_session: Any) -> None:
+    created = create_session(email="ada@example.org")
+    code = client.post(f"/user-sessions/{created['uuid']}/email-verification").get_json()["code"]
+    patch(client, created["uuid"], {"email": "grace@example.org"})
+    check = client.post(f"/user-sessions/{created['uuid']}/email-verification/check", json={"code": code})
+    assert_problem(check, 409, "VERIFICATION_CODE_NOT_ISSUED")
