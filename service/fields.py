@@ -22,8 +22,12 @@ _RFC3339 = re.compile(
 
 
 def format_datetime(value: datetime) -> str:
-    """RFC 3339 in UTC with the stored microseconds: ``2026-11-27T05:00:00.123456Z``."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """RFC 3339 in UTC with the stored microseconds: ``2026-11-27T05:00:00.123456Z``.
+
+    ``isoformat`` pads the year to four digits (``0081-…``); ``strftime("%Y")``
+    does not on every platform, and RFC 3339 requires it.
+    """
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_datetime(value: str) -> datetime:
