@@ -87,9 +87,12 @@ class QueryBoolean(fields.Boolean):
 
 
 class WholeNumber(fields.Integer):
-    """A JSON integer: not a boolean, not a float, not a string."""
+    """A JSON number without a fraction (``3`` or ``3.0``, as JSON Schema's
+    ``integer``): not a boolean, not a string, not ``3.5``."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> int:
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.make_error("invalid")
         return value

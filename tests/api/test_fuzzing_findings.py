@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -49,3 +50,20 @@ def test_datetimes_before_year_1000_come_back_with_four_digit_years(
     assert response.get_json()["completed_at"] == answered
     again = client.get(response.headers["Location"])
     assert again.get_json()["completed_at"] == answered
+
+
+@pytest.mark.parametrize(("sent", "seconds"), [(60, 60), (60.0, 60), (1e3, 1000)])
+def test_ttl_seconds_takes_any_json_number_without_a_fraction(client: FlaskClient, sent: Any, seconds: int) -> None:
+    response = client.post("/user-sessions", json={"ttl_seconds": sent})
+    assert response.status_code == 201, response.get_json()
+    body = response.get_json()
+    created = datetime.fromisoformat(body["created_at"])
+    expires = datetime.fromisoformat(body["expires_at"])
+    assert abs((expires - created).total_seconds() - seconds) < 5
+
+
+@pytest.mark.parametrize("sent", [60.5, True, "60", 0.0, 1e300])
+def test_ttl_seconds_rejects_fractions_booleans_strings_and_out_of_range_numbers(client: FlaskClient, sent: Any) -> None:
+    response = client.patch("/user-sessions/00000000-0000-4000-8000-000000000000", json={"ttl_seconds": sent})
+    assert response.status_code == 422
+    assert list(response.get_json()["errors"]) == ["ttl_seconds"]
