@@ -28,6 +28,10 @@ run: $(VENV)/.installed-run
 test: $(VENV)/.installed-test
 	$(BIN)/pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
+## openapi: regenerate the committed openapi.yaml from the code (a test fails when they differ)
+openapi: $(VENV)/.installed-run
+	$(BIN)/flask --app wsgi openapi write --format yaml openapi.yaml
+
 ## lint: ruff and mypy, as CI runs them
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

@@ -23,7 +23,9 @@ def if_match_precondition() -> VersionPrecondition | None:
     if etags.star_tag:
         return VersionPrecondition(any_version=True)
     versions = frozenset(
-        int(tag) for tag in etags.as_set(include_weak=False) if tag and tag.isascii() and tag.isdigit() and len(tag) < 10
+        int(tag)
+        for tag in etags.as_set(include_weak=False)
+        if tag and tag.isascii() and tag.isdigit() and len(tag) < 10
     )
     return VersionPrecondition(versions=versions)
 

@@ -63,7 +63,9 @@ def test_ttl_seconds_takes_any_json_number_without_a_fraction(client: FlaskClien
 
 
 @pytest.mark.parametrize("sent", [60.5, True, "60", 0.0, 1e300])
-def test_ttl_seconds_rejects_fractions_booleans_strings_and_out_of_range_numbers(client: FlaskClient, sent: Any) -> None:
+def test_ttl_seconds_rejects_fractions_booleans_strings_and_out_of_range_numbers(
+    client: FlaskClient, sent: Any
+) -> None:
     response = client.patch("/user-sessions/00000000-0000-4000-8000-000000000000", json={"ttl_seconds": sent})
     assert response.status_code == 422
     assert list(response.get_json()["errors"]) == ["ttl_seconds"]
