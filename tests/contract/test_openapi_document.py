@@ -45,10 +45,10 @@ CONTRACT_OPERATIONS = {
 
 
 @pytest.fixture(scope="module")
-def spec_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
+def spec_app(tmp_path_factory: pytest.TempPathFactory) -> Flask:
     """An app whose database is never touched: the document needs none."""
     path = tmp_path_factory.mktemp("spec") / "unused.sqlite3"
-    yield create_app({"DATABASE_URL": f"sqlite:///{path}", "SECRET_KEY": "spec-test"})
+    return create_app({"DATABASE_URL": f"sqlite:///{path}", "SECRET_KEY": "spec-test"})
 
 
 @pytest.fixture(scope="module")
