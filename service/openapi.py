@@ -243,7 +243,6 @@ class ContractPlugin(BasePlugin):
     """apispec plugin that completes every operation as the contract says (see the module doc)."""
 
     def init_spec(self, spec: APISpec) -> None:
-        self.spec = spec
         register_components(spec)
 
     def schema_helper(self, name: str, definition: dict[str, Any], **kwargs: Any) -> dict[str, Any] | None:

@@ -21,6 +21,8 @@ from tests.contract.conftest import API_KEY
 from tests.live import PROJECT_ROOT, LiveServer
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
+# Read by ``pytest_terminal_summary`` in tests/conftest.py, so the count shows in CI's output.
+SUMMARY_FILE = PROJECT_ROOT / ".pytest_cache" / "schemathesis-summary.txt"
 SCHEMATHESIS = str(Path(sys.executable).with_name("st"))
 SEED = os.environ.get("SCHEMATHESIS_SEED", "20261127")
 RUN_TIMEOUT_SECONDS = 420
@@ -53,7 +55,8 @@ def test_every_operation_passes_every_default_check(postgres_server: LiveServer,
     output = result.stdout + result.stderr
     (tmp_path / "schemathesis.txt").write_text(output)
     summary = re.search(r"Test cases:\s*\n\s*(.+)", output)
-    print(f"schemathesis: {summary.group(1) if summary else 'no summary'} (seed {SEED})")
+    SUMMARY_FILE.parent.mkdir(exist_ok=True)
+    SUMMARY_FILE.write_text(f"schemathesis: {summary.group(1) if summary else 'no summary'} (seed {SEED})\n")
     assert result.returncode == 0, output[-20000:]
     assert summary is not None, output[-5000:]
     assert not summary.group(1).startswith("0 generated"), output[-5000:]
