@@ -28,11 +28,15 @@ run: $(VENV)/.installed-run
 test: $(VENV)/.installed-test
 	$(BIN)/pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
+## openapi: regenerate the committed openapi.yaml from the code (a test fails when they differ)
+openapi: $(VENV)/.installed-run
+	$(BIN)/flask --app wsgi openapi write --format yaml openapi.yaml
+
 ## lint: ruff and mypy, as CI runs them
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy service
+	$(BIN)/mypy service user_sessions_client
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .mypy_cache .ruff_cache

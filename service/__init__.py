@@ -24,8 +24,8 @@ API_SETTINGS = {
     "API_TITLE": "User sessions",
     "API_VERSION": "1.0.0",
     "OPENAPI_VERSION": "3.1.0",
-    "OPENAPI_URL_PREFIX": "/",
-    "OPENAPI_JSON_PATH": "openapi.json",
+    # The documents and the docs page are served by ``service.api.docs``.
+    "OPENAPI_URL_PREFIX": None,
 }
 
 
@@ -38,7 +38,7 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     register_extensions(app)
     api = ServiceApi(app)
     api.register_converter(UserSessionUUIDConverter, UserSessionUUIDConverter.parameter_schema)
-    register_blueprints(api)
+    register_blueprints(app, api)
     register_error_handlers(app)
     correlation.init_app(app)
     app.cli.add_command(user_sessions_cli)

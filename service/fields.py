@@ -22,8 +22,12 @@ _RFC3339 = re.compile(
 
 
 def format_datetime(value: datetime) -> str:
-    """RFC 3339 in UTC with the stored microseconds: ``2026-11-27T05:00:00.123456Z``."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """RFC 3339 in UTC with the stored microseconds: ``2026-11-27T05:00:00.123456Z``.
+
+    ``isoformat`` pads the year to four digits (``0081-…``); ``strftime("%Y")``
+    does not on every platform, and RFC 3339 requires it.
+    """
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_datetime(value: str) -> datetime:
@@ -83,9 +87,12 @@ class QueryBoolean(fields.Boolean):
 
 
 class WholeNumber(fields.Integer):
-    """A JSON integer: not a boolean, not a float, not a string."""
+    """A JSON number without a fraction (``3`` or ``3.0``, as JSON Schema's
+    ``integer``): not a boolean, not a string, not ``3.5``."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> int:
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.make_error("invalid")
         return value

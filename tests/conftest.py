@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +19,14 @@ from tests.databases import database_params, fresh_postgres_database, worker_id
 from tests.live import LiveServer, migrate, start_gunicorn
 
 TEST_SECRET_KEY = "test-secret-key"
+SCHEMATHESIS_SUMMARY = Path(__file__).resolve().parent.parent / ".pytest_cache" / "schemathesis-summary.txt"
+_SESSION_STARTED = time.time()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Show how many cases the schemathesis run tried (tests/contract/test_schemathesis.py)."""
+    if SCHEMATHESIS_SUMMARY.exists() and SCHEMATHESIS_SUMMARY.stat().st_mtime >= _SESSION_STARTED:
+        terminalreporter.write_line(SCHEMATHESIS_SUMMARY.read_text().strip())
 
 
 def make_app(database_url: str, **settings: str) -> Flask:

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import flask_smorest
 from flask import Response, current_app, request, url_for
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -37,20 +36,6 @@ STORED_HEADERS = ("Content-Type", "ETag", "Location")
 # become a stored response at all (see ``_respond``).
 FORGOTTEN_STATUSES = frozenset({400, 415, 422, 503})
 _VISIBLE_ASCII = re.compile(rf"[\x21-\x7e]{{1,{IDEMPOTENCY_KEY_MAX_LENGTH}}}")
-
-HEADER_PARAMETER = {
-    "in": "header",
-    "name": HEADER,
-    "required": False,
-    "schema": {"type": "string", "minLength": 1, "maxLength": IDEMPOTENCY_KEY_MAX_LENGTH, "pattern": "^[!-~]+$"},
-    "description": (
-        "1-255 visible ASCII characters, scoped by API key, method and path. A retry with the same key and "
-        "the same JSON body within 24 hours replays the first response (status, body, ETag, Location) with "
-        "`Idempotent-Replayed: true`; the same key with another body is a 422 (IDEMPOTENCY_KEY_REUSED); a "
-        "retry while the first request is in flight is a 409 (IDEMPOTENCY_KEY_IN_USE). Responses 400, 415, "
-        "422 and 503 are not remembered. A key whose request died mid-way is free again after 60 seconds."
-    ),
-}
 
 
 @dataclass(frozen=True)
@@ -74,8 +59,7 @@ def idempotent(view: Callable[..., Any]) -> Callable[..., Any]:
         outcome = idempotency.perform(claimed, lambda: _respond(view, args, kwargs), _stored_response)
         return outcome.response
 
-    documented: Callable[..., Any] = flask_smorest.Blueprint.doc(parameters=[HEADER_PARAMETER])(wrapper)
-    return documented
+    return wrapper
 
 
 def idempotency_key() -> str | None:

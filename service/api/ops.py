@@ -10,13 +10,15 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from service.api.parser import Blueprint
 from service.extensions import db
+from service.schemas import HealthSchema, ReadinessSchema
 
 blp = Blueprint("ops", __name__, description="Health of the process and its dependencies.")
 
 
 @blp.route("/healthz")
 class Health(MethodView):
-    @blp.response(200)
+    @blp.doc(operationId="getHealth")
+    @blp.response(200, HealthSchema)
     def get(self) -> Any:
         """The process is up (no I/O)."""
         return {"status": "ok"}
@@ -24,8 +26,11 @@ class Health(MethodView):
 
 @blp.route("/readyz")
 class Readiness(MethodView):
-    @blp.response(200)
-    @blp.alt_response(503, description="The database does not answer.")
+    @blp.doc(operationId="getReadiness")
+    @blp.response(200, ReadinessSchema)
+    @blp.alt_response(
+        503, schema=ReadinessSchema, description="The database does not answer.", headers={"Retry-After": "Retry-After"}
+    )
     def get(self) -> Any:
         """The database answers; the optional cache's state is reported, never fatal."""
         try:

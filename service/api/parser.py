@@ -9,13 +9,17 @@ validation (422) to the schemas.
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import flask
 import flask_smorest
 from webargs.flaskparser import FlaskParser
 
 from service.errors import MalformedJSON, UnsupportedMediaType
+from service.openapi import HEAD_OPERATION_ID
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 JSON_MEDIA_TYPE = "application/json"
 MERGE_PATCH_MEDIA_TYPE = "application/merge-patch+json"
@@ -72,8 +76,47 @@ class RequestParser(FlaskParser):
 
 
 class Blueprint(flask_smorest.Blueprint):
-    """flask-smorest blueprint that parses with :class:`RequestParser`."""
+    """flask-smorest blueprint that parses with :class:`RequestParser` and
+    documents the request headers and HEAD twins its routes declare.
+    """
 
     # ``unknown=None`` leaves unknown fields to the schemas, which reject them
     # everywhere: an unknown query parameter is a 400, an unknown body field a 422.
     ARGUMENTS_PARSER = RequestParser(unknown=None)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._prepare_doc_cbks.append(self._prepare_request_headers_doc)
+
+    @staticmethod
+    def request_headers(*names: str) -> Callable[[F], F]:
+        """Document request headers the view reads itself (``If-Match``…), by their
+        component names in ``service.openapi.PARAMETERS``."""
+
+        def decorator(func: F) -> F:
+            apidoc = dict(getattr(func, "_apidoc", {}))
+            apidoc["request_headers"] = [*apidoc.get("request_headers", []), *names]
+            func._apidoc = apidoc  # type: ignore[attr-defined]
+            return func
+
+        return decorator
+
+    @staticmethod
+    def documents_head(operation_id: str) -> Callable[[F], F]:
+        """Document the HEAD Flask answers for this GET, as ``operation_id``."""
+
+        def decorator(func: F) -> F:
+            apidoc = dict(getattr(func, "_apidoc", {}))
+            apidoc["head_operation_id"] = operation_id
+            func._apidoc = apidoc  # type: ignore[attr-defined]
+            return func
+
+        return decorator
+
+    @staticmethod
+    def _prepare_request_headers_doc(doc: dict[str, Any], doc_info: dict[str, Any], **_kwargs: Any) -> dict[str, Any]:
+        for name in doc_info.get("request_headers", []):
+            doc.setdefault("parameters", []).append(name)
+        if "head_operation_id" in doc_info:
+            doc[HEAD_OPERATION_ID] = doc_info["head_operation_id"]
+        return doc

@@ -47,10 +47,12 @@ def _location(user_session: UserSession) -> str:
 
 @blp.route("")
 class UserSessions(MethodView):
+    @blp.doc(operationId="createUserSession")
     @blp.arguments(NoArgsSchema, location="query", error_status_code=400)
-    @blp.arguments(UserSessionCreateSchema)
+    @blp.arguments(UserSessionCreateSchema, required=False)
     @idempotent
-    @blp.response(201, UserSessionSchema)
+    @blp.response(201, UserSessionSchema, headers={"Location": "Location", "ETag": "ETag"})
+    @blp.alt_response(409, description="A session with this uuid exists already, deleted or not.")
     def post(self, _query: dict[str, Any], fields: dict[str, Any]) -> Any:
         """Create a user session."""
         user_session = operations.create_user_session(fields)
@@ -59,8 +61,12 @@ class UserSessions(MethodView):
 
 @blp.route("/<user_session_uuid:user_session_uuid>")
 class UserSessionItem(MethodView):
+    @blp.doc(operationId="getUserSession")
+    @blp.documents_head("headUserSession")
+    @blp.request_headers("If-None-Match")
     @blp.arguments(ReadArgsSchema, location="query", error_status_code=400)
-    @blp.response(200, UserSessionSchema)
+    @blp.response(200, UserSessionSchema, headers={"ETag": "ETag"})
+    @blp.alt_response(304, description="`If-None-Match` names the current `ETag`; no body.", headers={"ETag": "ETag"})
     def get(self, args: dict[str, Any], user_session_uuid: uuid.UUID) -> Any:
         """Read a user session."""
         user_session = operations.read_user_session(user_session_uuid, include_deleted=args["include_deleted"])
@@ -68,16 +74,22 @@ class UserSessionItem(MethodView):
             return Response(status=304, headers={"ETag": user_session.etag})
         return user_session, 200, {"ETag": user_session.etag}
 
+    @blp.doc(operationId="updateUserSession")
+    @blp.request_headers("If-Match")
     @blp.arguments(NoArgsSchema, location="query", error_status_code=400)
     @blp.arguments(UserSessionPatchSchema, content_type="application/merge-patch+json")
-    @blp.response(200, UserSessionSchema)
+    @blp.response(200, UserSessionSchema, headers={"ETag": "ETag"})
+    @blp.alt_response(409, description="The session kept changing under this request; retry it.")
     def patch(self, _query: dict[str, Any], patch: dict[str, Any], user_session_uuid: uuid.UUID) -> Any:
         """Change a user session with a JSON merge patch (RFC 7396)."""
         user_session = operations.patch_user_session(user_session_uuid, patch, precondition=if_match_precondition())
         return user_session, 200, {"ETag": user_session.etag}
 
+    @blp.doc(operationId="deleteUserSession")
+    @blp.request_headers("If-Match")
     @blp.arguments(DeleteArgsSchema, location="query", error_status_code=400)
     @blp.response(204)
+    @blp.alt_response(409, description="The session kept changing under this request; retry it.")
     def delete(self, args: dict[str, Any], user_session_uuid: uuid.UUID) -> None:
         """Soft-delete a user session, or erase it for good with ``purge=true``."""
         erase = operations.purge_user_session if args["purge"] else operations.delete_user_session
@@ -86,9 +98,12 @@ class UserSessionItem(MethodView):
 
 @blp.route("/<user_session_uuid:user_session_uuid>/restore")
 class UserSessionRestore(MethodView):
+    @blp.doc(operationId="restoreUserSession")
+    @blp.request_headers("If-Match")
     @blp.arguments(NoArgsSchema, location="query", error_status_code=400)
     @idempotent
-    @blp.response(200, UserSessionSchema)
+    @blp.response(200, UserSessionSchema, headers={"ETag": "ETag"})
+    @blp.alt_response(409, description="The session is live: there is nothing to restore.")
     def post(self, _query: dict[str, Any], user_session_uuid: uuid.UUID) -> Any:
         """Undo a soft delete or an expiry."""
         user_session = operations.restore_user_session(user_session_uuid, precondition=if_match_precondition())

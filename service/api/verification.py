@@ -14,7 +14,6 @@ from service.api.parser import Blueprint
 from service.api.user_sessions import SESSION_DATA_HEADERS
 from service.schemas import (
     NoArgsSchema,
-    ProblemSchema,
     VerificationCheckSchema,
     VerificationCodeIncorrectSchema,
     VerificationCodeIssuedSchema,
@@ -47,13 +46,14 @@ def _settings() -> VerificationSettings:
 
 @blp.route("/<user_session_uuid:user_session_uuid>/email-verification")
 class EmailVerification(MethodView):
+    @blp.doc(operationId="issueEmailVerification")
     @blp.arguments(NoArgsSchema, location="query", error_status_code=400)
-    @blp.arguments(VerificationIssueSchema)
-    @blp.response(201, VerificationCodeIssuedSchema, headers={"Cache-Control": {"schema": {"type": "string"}}})
-    @blp.alt_response(409, schema=ProblemSchema, description="The session has no email (EMAIL_MISSING).")
+    @blp.arguments(VerificationIssueSchema, required=False)
+    @blp.response(201, VerificationCodeIssuedSchema)
+    @blp.alt_response(409, description="The session has no email (EMAIL_MISSING).")
     @blp.alt_response(
         429,
-        schema=ProblemSchema,
+        headers={"Retry-After": "Retry-After"},
         description=(
             "Within the resend cooldown of the last issue (VERIFICATION_RESEND_TOO_SOON, with Retry-After), "
             "or every resend used up (VERIFICATION_RESEND_LIMIT_REACHED, without)."
@@ -74,20 +74,20 @@ class EmailVerification(MethodView):
 
 @blp.route("/<user_session_uuid:user_session_uuid>/email-verification/check")
 class EmailVerificationCheck(MethodView):
+    @blp.doc(operationId="checkEmailVerification")
     @blp.arguments(NoArgsSchema, location="query", error_status_code=400)
     @blp.arguments(VerificationCheckSchema)
     @idempotent
     @blp.response(200, VerificationResultSchema)
-    @blp.alt_response(409, schema=ProblemSchema, description="No code is pending (VERIFICATION_CODE_NOT_ISSUED).")
-    @blp.alt_response(410, schema=ProblemSchema, description="The code has expired (VERIFICATION_CODE_EXPIRED).")
+    @blp.alt_response(409, description="No code is pending (VERIFICATION_CODE_NOT_ISSUED).")
+    @blp.alt_response(410, description="The code has expired (VERIFICATION_CODE_EXPIRED).")
     @blp.alt_response(
         422,
         schema=VerificationCodeIncorrectSchema,
+        content_type="application/problem+json",
         description="A wrong code (VERIFICATION_CODE_INCORRECT), or a body that is not a six-digit string.",
     )
-    @blp.alt_response(
-        429, schema=ProblemSchema, description="Attempts used up (VERIFICATION_ATTEMPTS_EXHAUSTED); no Retry-After."
-    )
+    @blp.alt_response(429, description="Attempts used up (VERIFICATION_ATTEMPTS_EXHAUSTED); no Retry-After.")
     def post(self, _query: dict[str, Any], body: dict[str, Any], user_session_uuid: uuid.UUID) -> Any:
         """Check a verification code.
 

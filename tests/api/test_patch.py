@@ -192,11 +192,3 @@ def test_changing_only_the_case_of_the_email_keeps_it_verified(client: FlaskClie
     body = patch(client, created["uuid"], {"email": "Ada@Example.org"}).get_json()
     assert body["email"] == "Ada@Example.org"
     assert body["is_email_verified"] is True
-
-
-def test_a_code_sent_to_the_old_address_stops_counting(client: FlaskClient, create_session: Any) -> None:
-    created = create_session(email="ada@example.org")
-    code = client.post(f"/user-sessions/{created['uuid']}/email-verification").get_json()["code"]
-    patch(client, created["uuid"], {"email": "grace@example.org"})
-    check = client.post(f"/user-sessions/{created['uuid']}/email-verification/check", json={"code": code})
-    assert_problem(check, 409, "VERIFICATION_CODE_NOT_ISSUED")

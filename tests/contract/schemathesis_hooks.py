@@ -1,0 +1,87 @@
+"""Schemathesis hooks: the contract's rules that the default checks cannot know.
+
+Each hook is as narrow as the rule it encodes; everything else a check finds
+fails the run.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import schemathesis
+from schemathesis.core.failures import Failure
+from schemathesis.openapi.checks import RejectedPositiveData, UseAfterFree
+
+PAST_EXPIRY_ON_CREATE = {"expires_at": ["Must be in the future when creating a session."]}
+TTL_BESIDE_EXPIRY = {"ttl_seconds": ["Send either ttl_seconds or expires_at, not both."]}
+
+
+@schemathesis.hook
+def before_call(context: Any, case: Any, **_kwargs: Any) -> None:
+    """A fresh Idempotency-Key for every positively generated request.
+
+    Generators reuse small values ("0"), and the contract answers 422 to a key
+    reused with another body: a correct answer, but not what a check that
+    sends "valid data" expects. Malformed keys of negative cases are kept.
+    """
+    meta = case.meta
+    if meta is None or not meta.generation.mode.is_positive or not case.headers:
+        return
+    for name in list(case.headers):
+        if name.lower() == "idempotency-key":
+            case.headers[name] = uuid.uuid4().hex
+
+
+@schemathesis.hook
+def filter_failure(context: Any, failure: Failure, case: Any, response: Any) -> bool:
+    """Keep every failure but those the contract makes right."""
+    request = response.request
+    if isinstance(failure, RejectedPositiveData):
+        # A well-formed If-Match that names another version is a 412 (RFC 9110).
+        if response.status_code == 412 and "If-Match" in request.headers:
+            return False
+        if response.status_code == 422:
+            errors = _problem_errors(response)
+            # ttl_seconds beside expires_at is a 422; the spec says so in
+            # prose (see ``WritableFieldsSchema.OPENAPI_EXTRA``).
+            if errors == TTL_BESIDE_EXPIRY:
+                return False
+            # A well-formed expires_at in the past is a 422 on create only;
+            # JSON Schema cannot compare with "now".
+            creates = request.method == "POST" and request.path_url.split("?")[0] == "/user-sessions"
+            if creates and errors in (PAST_EXPIRY_ON_CREATE, {**PAST_EXPIRY_ON_CREATE, **TTL_BESIDE_EXPIRY}):
+                return False
+    return not (isinstance(failure, UseAfterFree) and (_may_reach_deleted(request) or _restored(response)))
+
+
+def _may_reach_deleted(request: Any) -> bool:
+    """Requests the contract lets find a soft-deleted session: GET and HEAD with
+    ``include_deleted=true``, restore, and purge."""
+    url = request.path_url
+    path = url.split("?")[0]
+    if request.method in ("GET", "HEAD") and "include_deleted=true" in url:
+        return True
+    if request.method == "POST" and path.endswith("/restore"):
+        return True
+    return request.method == "DELETE" and "purge=true" in url
+
+
+def _restored(response: Any) -> bool:
+    """A 200 with a live session (``deleted_at: null``): a restore, which the
+    stateful phase may call between the DELETE and this request, undid it."""
+    if response.status_code != 200:
+        return False
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        return False
+    return isinstance(body, dict) and "deleted_at" in body and body["deleted_at"] is None
+
+
+def _problem_errors(response: Any) -> Any:
+    try:
+        return json.loads(response.content).get("errors")
+    except (ValueError, AttributeError):
+        return None
