@@ -28,11 +28,12 @@ run: $(VENV)/.installed-run
 test: $(VENV)/.installed-test
 	$(BIN)/pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
-## lint: ruff and mypy, as CI runs them
+## lint: ruff, mypy and hadolint (the Dockerfile), as CI runs them
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy service
+	$(BIN)/hadolint Dockerfile
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .mypy_cache .ruff_cache

@@ -47,6 +47,8 @@ max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", max_requests // 10)
 preload_app = False
 accesslog = None
 errorlog = "-"
+# No control socket: its default path is one per user, shared by every master on the machine.
+control_socket_disable = True
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 # Heartbeat files in memory, not on a container's overlay disk (gunicorn makes them with mkstemp).
 _SHARED_MEMORY = "/dev/shm"  # noqa: S108

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 import click
+from flask.cli import AppGroup
 from sqlalchemy import CursorResult, delete, func, or_, select, text
 from sqlalchemy.exc import DBAPIError
 
@@ -48,7 +49,7 @@ RetentionStep = Callable[[datetime], tuple[str, int]]
 RETENTION_STEPS: tuple[RetentionStep, ...] = ()
 
 
-@click.group("user-sessions")
+@click.group("user-sessions", cls=AppGroup)  # each command runs in an app context
 def user_sessions_cli() -> None:
     """Maintain the user-sessions data."""
 
