@@ -41,19 +41,24 @@ def create(live_server: LiveServer, **fields: Any) -> dict[str, Any]:
     return body
 
 
+def conditional_patch(url: str, if_match: str) -> Callable[[], requests.Response]:
+    """A request each racer sends with its own name and the same ``If-Match``."""
+    names = iter(("left", "right"))
+    lock = threading.Lock()
+
+    def patch() -> requests.Response:
+        with lock:
+            name = next(names)
+        return requests.patch(url, json={"name": name}, headers={"If-Match": if_match}, timeout=10)
+
+    return patch
+
+
 def test_two_patches_with_the_same_if_match_one_wins_one_gets_412(live_server: LiveServer) -> None:
     for round_number in range(ROUNDS):
         user_session = create(live_server, name="start")
         url = live_server.url(f"/user-sessions/{user_session['uuid']}")
-        names = iter(("left", "right"))
-        name_lock = threading.Lock()
-
-        def patch() -> requests.Response:
-            with name_lock:
-                name = next(names)
-            return requests.patch(url, json={"name": name}, headers={"If-Match": '"1"'}, timeout=10)
-
-        statuses = Counter(response.status_code for response in race(2, patch))
+        statuses = Counter(response.status_code for response in race(2, conditional_patch(url, '"1"')))
         assert statuses == Counter({200: 1, 412: 1}), f"round {round_number}: {statuses}"
         final = requests.get(url, timeout=10).json()
         assert final["version"] == 2
