@@ -117,7 +117,7 @@ class ReadOnlyApiKey(ServiceError):
 
 class RateLimited(ServiceError):
     status, code = 429, "RATE_LIMITED"
-    detail = "Too many requests for this API key; retry after the number of seconds in Retry-After."
+    detail = "Too many requests from this caller; retry after the number of seconds in Retry-After."
 
     def __init__(self, retry_after_seconds: float) -> None:
         super().__init__(headers={"Retry-After": retry_after(retry_after_seconds)})

@@ -54,6 +54,7 @@ class RequestRateLimiter:
             except redis.RedisError as error:
                 self.link.failed("rate_limit", error)
             else:
+                self.link.succeeded()
                 return
         self._hit(self.local, bucket)
 
