@@ -32,11 +32,12 @@ test: $(VENV)/.installed-test
 openapi: $(VENV)/.installed-run
 	$(BIN)/flask --app wsgi openapi write --format yaml openapi.yaml
 
-## lint: ruff and mypy, as CI runs them
+## lint: ruff, mypy and hadolint (the Dockerfile), as CI runs them
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy service user_sessions_client
+	$(BIN)/hadolint Dockerfile
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .mypy_cache .ruff_cache

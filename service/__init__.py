@@ -8,8 +8,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
-from service import correlation
+from service import auth, cache, correlation, observability, ratelimit
 from service.api import register_blueprints
 from service.api.converters import UserSessionUUIDConverter
 from service.commands import user_sessions_cli
@@ -17,6 +18,7 @@ from service.config import load_config
 from service.database import configure_engine, engine_options
 from service.errors import register_error_handlers
 from service.extensions import ServiceApi, db, migrate
+from service.logs import configure_logging
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,8 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     """Build the app from ``environ`` (the process environment by default)."""
     app = Flask(__name__, instance_path=str(Path(os.environ.get("INSTANCE_PATH", "instance")).resolve()))
     app.config.update(load_config(os.environ if environ is None else environ), **API_SETTINGS)
+    configure_logging(app)
+    trust_proxies(app)
     app.url_map.converters["user_session_uuid"] = UserSessionUUIDConverter
     configure_database(app)
     register_extensions(app)
@@ -40,7 +44,7 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     api.register_converter(UserSessionUUIDConverter, UserSessionUUIDConverter.parameter_schema)
     register_blueprints(app, api)
     register_error_handlers(app)
-    correlation.init_app(app)
+    register_request_hooks(app)
     app.cli.add_command(user_sessions_cli)
     warn_about_development_defaults(app)
     return app
@@ -59,6 +63,22 @@ def register_extensions(app: Flask) -> None:
     with app.app_context():
         configure_engine(db.engine)
     migrate.init_app(app, db)
+
+
+def trust_proxies(app: Flask) -> None:
+    """Take the client address from ``X-Forwarded-For`` behind trusted proxies only."""
+    count = app.config["TRUSTED_PROXY_COUNT"]
+    if count:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count)  # type: ignore[method-assign]
+
+
+def register_request_hooks(app: Flask) -> None:
+    """In this order: correlation id, timing, then authentication and rate limit."""
+    correlation.init_app(app)
+    observability.init_app(app)
+    cache.init_app(app)
+    ratelimit.init_app(app)
+    auth.init_app(app)
 
 
 def warn_about_development_defaults(app: Flask) -> None:

@@ -10,6 +10,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from limits import parse_many
+
 DEVELOPMENT_SECRET_KEY = "development-only-secret-key-do-not-use-in-production"  # noqa: S105
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,23 @@ def parse_api_keys(raw: str | None) -> dict[str, bool]:
     return keys
 
 
+def _log_level(environ: Mapping[str, str]) -> str:
+    level = (environ.get("LOG_LEVEL") or "INFO").strip().upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigurationError(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {level!r}")
+    return level
+
+
+def _check_rate_limit(value: str) -> None:
+    """``100/second``, ``10 per minute``, or several joined by ``;``."""
+    try:
+        limits = parse_many(value)
+    except ValueError:
+        limits = []
+    if not limits or any(limit.amount < 1 for limit in limits):
+        raise ConfigurationError(f"RATE_LIMIT must look like 100/second or 1000/minute;20/second, got {value!r}")
+
+
 def load_config(environ: Mapping[str, str]) -> dict[str, Any]:
     """Build the Flask config from ``environ``; refuse unsafe production setups."""
     env = environ.get("ENV", "development").strip() or "development"
@@ -67,6 +86,10 @@ def load_config(environ: Mapping[str, str]) -> dict[str, Any]:
             raise ConfigurationError(
                 "ENV=production refuses to start without " + " and ".join(missing) + "; set them and start again"
             )
+
+    rate_limit = (environ.get("RATE_LIMIT") or "").strip() or None
+    if rate_limit is not None:
+        _check_rate_limit(rate_limit)
 
     database_url = environ.get("DATABASE_URL") or None
     return {
@@ -84,9 +107,16 @@ def load_config(environ: Mapping[str, str]) -> dict[str, Any]:
         "VERIFICATION_CODE_TTL": _int(environ, "VERIFICATION_CODE_TTL", 600, minimum=1),
         "VERIFICATION_RESEND_COOLDOWN": _int(environ, "VERIFICATION_RESEND_COOLDOWN", 30, minimum=0),
         "REDIS_URL": environ.get("REDIS_URL") or None,
+        # Redis is optional: a call that takes longer gives up, and after a
+        # failure the service leaves Redis alone for the retry interval.
+        "REDIS_TIMEOUT_MS": _int(environ, "REDIS_TIMEOUT_MS", 250, minimum=1),
+        "REDIS_RETRY_INTERVAL": _int(environ, "REDIS_RETRY_INTERVAL", 2, minimum=0),
         "API_KEYS": api_keys,
-        "RATE_LIMIT": environ.get("RATE_LIMIT") or None,
-        "LOG_LEVEL": environ.get("LOG_LEVEL", "INFO").upper(),
+        "RATE_LIMIT": rate_limit,
+        # How many proxies in front of the service append to X-Forwarded-For
+        # (the client address counts unauthenticated requests); 0 trusts none.
+        "TRUSTED_PROXY_COUNT": _int(environ, "TRUSTED_PROXY_COUNT", 0, minimum=0),
+        "LOG_LEVEL": _log_level(environ),
         # Bodies over 64 KiB are refused with 413 before they are parsed.
         "MAX_CONTENT_LENGTH": 64 * 1024,
     }

@@ -70,7 +70,15 @@ def utcnow() -> datetime:
 
 
 def engine_options(database_uri: str, config: dict[str, Any]) -> dict[str, Any]:
-    """Engine options per backend: pool sizes, timeouts, UTC sessions."""
+    """Engine options per backend: pool sizes, timeouts, UTC sessions.
+
+    Every backend hides bound parameters from error messages: those end up
+    in logs, and parameters are personal data (names, e-mail addresses).
+    """
+    return {"hide_parameters": True, **_backend_engine_options(database_uri, config)}
+
+
+def _backend_engine_options(database_uri: str, config: dict[str, Any]) -> dict[str, Any]:
     url = make_url(database_uri)
     if url.get_backend_name() == "postgresql":
         timeout = config["DB_STATEMENT_TIMEOUT_MS"]

@@ -20,7 +20,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
 
-from service.api.converters import MalformedUserSessionUUID
+from service import metrics
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,27 @@ class MalformedJSON(ServiceError):
 class UnsupportedMediaType(ServiceError):
     status, code = 415, "UNSUPPORTED_MEDIA_TYPE"
     detail = "The request body's Content-Type is not accepted here."
+
+
+class AuthenticationRequired(ServiceError):
+    status, code = 401, "AUTHENTICATION_REQUIRED"
+    detail = "Send a valid API key as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'."
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+class ReadOnlyApiKey(ServiceError):
+    status, code = 403, "READ_ONLY_API_KEY"
+    detail = "This API key may only read (GET and HEAD); use a read-write key to change data."
+
+
+class RateLimited(ServiceError):
+    status, code = 429, "RATE_LIMITED"
+    detail = "Too many requests from this caller; retry after the number of seconds in Retry-After."
+
+    def __init__(self, retry_after_seconds: float) -> None:
+        super().__init__(headers={"Retry-After": retry_after(retry_after_seconds)})
 
 
 class DatabaseUnavailable(ServiceError):
@@ -218,13 +239,15 @@ def _is_unavailable(error: DBAPIError) -> bool:
 
 def _handle_database_error(error: DBAPIError) -> Response:
     if _is_unavailable(error):
-        # The statement text and parameters stay in the log, never the response.
+        metrics.DATABASE_ERRORS.labels(kind="unavailable").inc()
+        # Only the error's class is logged: its text can hold SQL and the values sent.
         log.warning("database unavailable: %s", type(error.orig).__name__ if error.orig else type(error).__name__)
         return _handle_service_error(DatabaseUnavailable())
     return _handle_unexpected(error)
 
 
 def _handle_pool_timeout(_error: PoolTimeoutError) -> Response:
+    metrics.DATABASE_ERRORS.labels(kind="pool_timeout").inc()
     log.warning("database connection pool exhausted")
     return _handle_service_error(DatabaseUnavailable())
 
@@ -241,6 +264,9 @@ def _handle_unexpected(error: Exception) -> Response:
 
 def register_error_handlers(app: Flask) -> None:
     """Route every failure to a problem response."""
+    # Imported here: ``service.api`` imports this module (a cycle otherwise).
+    from service.api.converters import MalformedUserSessionUUID
+
     app.register_error_handler(ServiceError, _handle_service_error)
     app.register_error_handler(HTTPException, _handle_http_exception)
     app.register_error_handler(MalformedUserSessionUUID, _handle_malformed_uuid)

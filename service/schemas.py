@@ -215,7 +215,12 @@ class HealthSchema(Schema):
 
 
 class ReadinessSchema(Schema):
-    """Body of ``GET /readyz``: the service's state and its database's."""
+    """Body of ``GET /readyz``: the service's state, its database's and its optional cache's."""
 
     status = fields.String(required=True, validate=validate.OneOf(["ok", "unavailable"]))
     database = fields.String(required=True, validate=validate.OneOf(["ok", "unavailable"]))
+    cache = fields.String(
+        required=True,
+        validate=validate.OneOf(["ok", "unavailable", "disabled"]),
+        metadata={"description": "Redis; `disabled` without REDIS_URL. Never makes the status fail."},
+    )

@@ -20,8 +20,8 @@ from flask import Response, current_app, request, url_for
 from sqlalchemy.exc import SQLAlchemyError
 
 from service import idempotency
-from service.api.caller import api_key_identity
 from service.api.parser import loads_strict
+from service.auth import current_key_identity
 from service.errors import InvalidHeader, MalformedJSON, WriteConflict
 from service.keys import derived_key, keyed_fingerprint
 from service.models import IDEMPOTENCY_KEY_MAX_LENGTH
@@ -52,7 +52,7 @@ def idempotent(view: Callable[..., Any]) -> Callable[..., Any]:
         key = idempotency_key()
         if key is None:
             return view(*args, **kwargs)
-        scope = IdempotencyScope(api_key_identity(), request.method, canonical_path(), key)
+        scope = IdempotencyScope(current_key_identity(), request.method, canonical_path(), key)
         claimed = idempotency.claim(scope, request_fingerprint())
         if isinstance(claimed, idempotency.StoredResponse):
             return replay(claimed)

@@ -5,12 +5,17 @@ from logging.config import fileConfig
 
 from alembic import context
 from flask import current_app
+from sqlalchemy import text
 
 config = context.config
-if config.config_file_name is not None:
-    # Keep the app's own loggers: migrations also run inside the service and its tests.
+if config.config_file_name is not None and not logging.getLogger().handlers:
+    # Only when nothing set up logging: the app's factory sends every log,
+    # migrations' included, to stdout as JSON lines, and that must stay so.
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 logger = logging.getLogger("alembic.env")
+
+# Any constant shared by every instance: instances that start at once migrate one at a time.
+MIGRATION_LOCK_ID = 0x75736572  # "user"
 
 migrate_extension = current_app.extensions["migrate"]
 engine = migrate_extension.db.engine
@@ -46,6 +51,9 @@ def run_migrations_online():
             **configure_args,
         )
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                # Held until the migration commits; the next instance then finds the schema current.
+                connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
             context.run_migrations()
 
 

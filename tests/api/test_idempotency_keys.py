@@ -14,6 +14,7 @@ from werkzeug.test import TestResponse
 
 from service.models import IN_FLIGHT
 from tests.api.state import count_user_sessions, idempotency_records, set_idempotency_records
+from tests.conftest import make_app
 
 KEY = "c0ffee-7f3a-4d2b-9c1e"
 
@@ -254,3 +255,24 @@ def test_records_younger_than_a_day_still_count(app: Flask, client: FlaskClient)
     create(client, {"name": "this morning"})
     set_idempotency_records(app, created_at=datetime.now(UTC) - timedelta(hours=23, minutes=59))
     assert create(client, {"name": "this morning"}).headers["Idempotent-Replayed"] == "true"
+
+
+@pytest.fixture(scope="module")
+def keyed_app(database_url: str) -> Flask:
+    return make_app(database_url, API_KEYS="alpha-key-0123456789abcdef,beta-key-0123456789abcdef")
+
+
+def test_keys_are_scoped_by_api_key(app: Flask, keyed_app: Flask) -> None:
+    client = keyed_app.test_client()
+
+    def create(api_key: str) -> Any:
+        return client.post(
+            "/user-sessions", json={"name": "same"}, headers={"X-API-Key": api_key, "Idempotency-Key": "shared"}
+        )
+
+    alpha, beta = create("alpha-key-0123456789abcdef"), create("beta-key-0123456789abcdef")
+    assert alpha.status_code == beta.status_code == 201
+    assert alpha.get_json()["uuid"] != beta.get_json()["uuid"]
+    replay = create("alpha-key-0123456789abcdef")
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    assert replay.get_json()["uuid"] == alpha.get_json()["uuid"]

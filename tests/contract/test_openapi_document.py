@@ -41,7 +41,8 @@ CONTRACT_OPERATIONS = {
     ("get", "/docs"): "getDocs",
     ("post", "/user-sessions/{user_session_uuid}/email-verification"): "issueEmailVerification",
     ("post", "/user-sessions/{user_session_uuid}/email-verification/check"): "checkEmailVerification",
-    # TODO(merge): listUserSessions (issue 3), getMetrics (issue 6).
+    ("get", "/metrics"): "getMetrics",
+    # TODO(merge): listUserSessions (issue 3).
 }
 
 

@@ -147,5 +147,5 @@ def test_the_purge_command_forgets_old_idempotency_records(app: Flask) -> None:
     db.session.commit()
     result = app.test_cli_runner().invoke(args=["user-sessions", "purge", "--deleted-before", "30d"])
     assert result.exit_code == 0, result.output
-    assert "forgot 1 idempotency records older than 24 hours" in result.output
+    assert "; 1 idempotency records older than 24 hours forgotten" in result.output
     assert [record.idempotency_key for record in records()] == ["fresh"]

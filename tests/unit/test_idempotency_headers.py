@@ -1,11 +1,10 @@
-"""Reading ``Idempotency-Key`` and the caller's identity, without a database."""
+"""Reading ``Idempotency-Key`` and fingerprinting the body, without a database."""
 
 from __future__ import annotations
 
 import pytest
 from flask import Flask
 
-from service.api.caller import ANONYMOUS, api_key_identity
 from service.api.idempotency import idempotency_key, request_fingerprint
 from service.errors import InvalidHeader
 
@@ -14,32 +13,6 @@ def app_with(api_keys: dict[str, bool]) -> Flask:
     app = Flask(__name__)
     app.config.update(API_KEYS=api_keys, SECRET_KEY="secret")
     return app
-
-
-def identity(app: Flask, headers: dict[str, str]) -> str:
-    with app.test_request_context(headers=headers):
-        return api_key_identity()
-
-
-def test_without_configured_keys_everyone_is_anonymous() -> None:
-    app = app_with({})
-    assert identity(app, {"X-API-Key": "alpha"}) == ANONYMOUS
-    assert identity(app, {}) == ANONYMOUS
-
-
-def test_a_presented_key_is_known_by_a_keyed_fingerprint() -> None:
-    app = app_with({"alpha": True, "beta": False})
-    alpha = identity(app, {"X-API-Key": "alpha"})
-    assert len(alpha) == 64
-    assert "alpha" not in alpha
-    assert identity(app, {"Authorization": "Bearer alpha"}) == alpha
-    assert identity(app, {"Authorization": "bearer  alpha "}) == alpha
-    assert identity(app, {"X-API-Key": "beta"}) != alpha
-    assert identity(app, {}) == ANONYMOUS
-    assert identity(app, {"Authorization": "Basic YWxwaGE="}) == ANONYMOUS
-    other_secret = app_with({"alpha": True})
-    other_secret.config["SECRET_KEY"] = "another"
-    assert identity(other_secret, {"X-API-Key": "alpha"}) != alpha
 
 
 def key_of(headers: dict[str, str]) -> str | None:

@@ -1,0 +1,82 @@
+"""gunicorn settings, every one from the environment with a sane default.
+
+gunicorn reads this file from the working directory; options given on the
+command line (``-w``, ``-b``) win over it. Access logging is off: the service
+writes one JSON line per request itself (``service/observability.py``).
+
+It also prepares Prometheus's multiprocess mode: every worker keeps its
+samples in files under ``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics`` sums
+them. The folder is made (or emptied) before the first worker starts.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def _int(name: str, default: int, *aliases: str) -> int:
+    for variable in (name, *aliases):
+        raw = os.environ.get(variable, "").strip()
+        if raw:
+            return int(raw)
+    return default
+
+
+# Where to listen. HOST defaults to loopback; the container image sets 0.0.0.0.
+bind = os.environ.get("GUNICORN_BIND") or f"{os.environ.get('HOST', '127.0.0.1')}:{_int('PORT', 8000)}"
+
+# Worker processes: 2 * cores + 1 unless told (WEB_CONCURRENCY is the common name).
+workers = _int("GUNICORN_WORKERS", multiprocessing.cpu_count() * 2 + 1, "WEB_CONCURRENCY")
+threads = _int("GUNICORN_THREADS", 1)
+worker_class = "gthread" if threads > 1 else "sync"
+
+# A worker silent for this long is killed and replaced; requests finish within graceful_timeout on shutdown.
+timeout = _int("GUNICORN_TIMEOUT", 30)
+graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30)
+keepalive = _int("GUNICORN_KEEPALIVE", 5)
+# Replace workers now and then (0: never), with jitter so they do not all restart at once.
+max_requests = _int("GUNICORN_MAX_REQUESTS", 0)
+max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", max_requests // 10)
+
+# The app is imported in each worker after the fork: no connection crosses a fork.
+preload_app = False
+accesslog = None
+errorlog = "-"
+# No control socket: its default path is one per user, shared by every master on the machine.
+control_socket_disable = True
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+# Heartbeat files in memory, not on a container's overlay disk (gunicorn makes them with mkstemp).
+_SHARED_MEMORY = "/dev/shm"  # noqa: S108
+if Path(_SHARED_MEMORY).is_dir() and os.access(_SHARED_MEMORY, os.W_OK):
+    worker_tmp_dir = _SHARED_MEMORY
+
+_METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+_metrics_dir_made_here = not os.environ.get(_METRICS_DIR_VARIABLE)
+if _metrics_dir_made_here:
+    # Set before any worker imports prometheus_client, which reads it on import.
+    os.environ[_METRICS_DIR_VARIABLE] = tempfile.mkdtemp(prefix="user-sessions-metrics-")
+
+
+def on_starting(_server: Any) -> None:
+    """Start from empty metrics: samples of an earlier run must not be summed in."""
+    path = Path(os.environ[_METRICS_DIR_VARIABLE])
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink()
+
+
+def child_exit(_server: Any, worker: Any) -> None:
+    """Tell Prometheus a worker is gone (its live gauges stop counting)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
+def on_exit(_server: Any) -> None:
+    if _metrics_dir_made_here:
+        shutil.rmtree(os.environ[_METRICS_DIR_VARIABLE], ignore_errors=True)

@@ -1,0 +1,117 @@
+"""Redis, the optional shared store: one client per app, guarded by a breaker.
+
+The read-through cache and the rate limiter reach Redis only through here.
+Redis is never required: when ``REDIS_URL`` is unset, or Redis is down or
+slow, callers get ``None`` (or an error they report with
+:meth:`RedisLink.failed`) and carry on without it. After a failure the
+process leaves Redis alone for ``REDIS_RETRY_INTERVAL`` seconds, so an outage
+costs one short timeout now and then, not one on every request.
+
+The breaker is local to each process on purpose: it holds no request state,
+only this process's last experience of the network.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Literal
+
+import redis
+from flask import Flask, current_app
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from service import metrics
+
+log = logging.getLogger(__name__)
+
+EXTENSION = "redis"
+
+CacheState = Literal["ok", "unavailable", "disabled"]
+
+
+class RedisLink:
+    """A Redis client with short timeouts, no retries, and a breaker."""
+
+    def __init__(self, url: str, *, timeout_seconds: float, retry_interval: float) -> None:
+        self.client: redis.Redis = redis.Redis.from_url(
+            url,
+            socket_timeout=timeout_seconds,
+            socket_connect_timeout=timeout_seconds,
+            # A request never waits for Redis to come back: the breaker decides when to try again.
+            retry=Retry(NoBackoff(), 0),
+        )
+        self.retry_interval = retry_interval
+        self._down_until = 0.0
+
+    def available(self) -> bool:
+        """False while the breaker is open (Redis failed less than the retry interval ago)."""
+        return time.monotonic() >= self._down_until
+
+    def failed(self, operation: str, error: Exception) -> None:
+        """Record a failed call: count it and open the breaker."""
+        was_available = self.available()
+        self._down_until = time.monotonic() + self.retry_interval
+        metrics.REDIS_ERRORS.labels(operation=operation).inc()
+        if was_available:
+            # The URL may hold a password: name the error only.
+            log.warning(
+                "redis unavailable during %s (%s); going without it for %ss",
+                operation,
+                type(error).__name__,
+                self.retry_interval,
+            )
+
+    def succeeded(self) -> None:
+        """Record a successful call: close the breaker."""
+        if self._down_until:
+            self._down_until = 0.0
+            log.info("redis is reachable again")
+
+    def ping(self) -> bool:
+        """Ask Redis directly, whatever the breaker says; update the breaker."""
+        try:
+            self.client.ping()
+        except redis.RedisError as error:
+            self.failed("ping", error)
+            return False
+        self.succeeded()
+        return True
+
+
+def init_app(app: Flask) -> None:
+    """Make the app's Redis link when ``REDIS_URL`` is set (no connection yet)."""
+    url = app.config["REDIS_URL"]
+    if url:
+        app.extensions[EXTENSION] = RedisLink(
+            url,
+            timeout_seconds=app.config["REDIS_TIMEOUT_MS"] / 1000,
+            retry_interval=app.config["REDIS_RETRY_INTERVAL"],
+        )
+
+
+def redis_link(app: Flask | None = None) -> RedisLink | None:
+    """The app's Redis link, or None when ``REDIS_URL`` is unset."""
+    link: RedisLink | None = (app or current_app).extensions.get(EXTENSION)
+    return link
+
+
+def get_redis() -> redis.Redis | None:
+    """A client to call now, or None when Redis is unset or its breaker is open.
+
+    Callers catch ``redis.RedisError``, report it with ``redis_link().failed(…)``
+    and go on without Redis.
+    """
+    link = redis_link()
+    if link is None or not link.available():
+        return None
+    return link.client
+
+
+def cache_state() -> CacheState:
+    """What ``/readyz`` reports: ``disabled``, ``ok`` or ``unavailable`` (never fatal)."""
+    link = redis_link()
+    if link is None:
+        return "disabled"
+    return "ok" if link.ping() else "unavailable"

@@ -1,0 +1,184 @@
+"""The service as operators run it: gunicorn with several workers and ``gunicorn.conf.py``.
+
+Metrics summed over workers, one JSON line per request on stdout (no access
+log), a rate limit shared by every worker through Redis, and no acknowledged
+write lost when a worker is killed with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.live import LiveServer, start_gunicorn
+from tests.redisdb import shared_redis_url
+
+pytestmark = pytest.mark.slow
+
+StartGunicorn = Callable[..., LiveServer]
+
+
+def metric_value(server: LiveServer, name: str, **labels: str) -> float:
+    text = requests.get(server.url("/metrics"), timeout=10).text
+    wanted = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{{wanted}}} "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def workers_of(server: LiveServer) -> list[int]:
+    children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children").read_text()
+    return [int(pid) for pid in children.split()]
+
+
+def json_lines(text: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+@pytest.fixture
+def gunicorn(live_database_url: str, tmp_path: Path) -> Iterator[StartGunicorn]:
+    """Starts gunicorns of the test's own (stopped afterwards)."""
+    servers: list[LiveServer] = []
+
+    def start(**environ: str) -> LiveServer:
+        servers.append(start_gunicorn(live_database_url, tmp_path / f"gunicorn-{len(servers)}.log", environ=environ))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def test_metrics_are_summed_over_every_worker(live_server: LiveServer) -> None:
+    """One worker is pinned by a request that has not finished arriving, so the
+    others must serve the rest; every scrape still sees every request."""
+    labels = {"method": "GET", "route": "/healthz", "status": "200"}
+    log_offset = live_server.log_path.stat().st_size
+    before = metric_value(live_server, "http_requests_total", **labels)
+    port = int(live_server.base_url.rsplit(":", 1)[1])
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as pinned:
+        pinned.sendall(b"GET /healthz HTTP/1.1\r\nHost: test\r\nX-Correlation-ID: pinned-worker\r\n")
+        time.sleep(0.3)  # a worker accepts it and waits for the rest of the headers
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            statuses = pool.map(lambda _: requests.get(live_server.url("/healthz"), timeout=10).status_code, range(40))
+            assert set(statuses) == {200}
+        pinned.sendall(b"Connection: close\r\n\r\n")
+        assert pinned.recv(64).startswith(b"HTTP/1.1 200")
+
+    scrapes = {metric_value(live_server, "http_requests_total", **labels) for _ in range(6)}
+    assert scrapes == {before + 41}, "every scrape, whichever worker answers it, sees every worker's count"
+    assert metric_value(live_server, "http_request_duration_seconds_count", **labels) == before + 41
+    with live_server.log_path.open("rb") as log:
+        log.seek(log_offset)
+        lines = [line for line in json_lines(log.read().decode()) if line.get("route") == "/healthz"]
+    pinned_pid = {line["pid"] for line in lines if line["correlation_id"] == "pinned-worker"}
+    others = {line["pid"] for line in lines if line["correlation_id"] != "pinned-worker"}
+    assert len(pinned_pid) == 1
+    assert others
+    assert not pinned_pid & others, "the pinned worker served nothing else meanwhile"
+
+
+def test_each_request_is_one_json_line_on_stdout_and_gunicorn_logs_no_access_line(live_server: LiveServer) -> None:
+    correlation_id = "gunicorn-" + secrets.token_hex(8)
+    response = requests.post(
+        live_server.url("/user-sessions"),
+        json={"email": "someone@example.org"},
+        headers={"X-Correlation-ID": correlation_id},
+        timeout=10,
+    )
+    assert response.status_code == 201
+    deadline = time.monotonic() + 5
+    while correlation_id not in live_server.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    mine = [line for line in live_server.log().splitlines() if correlation_id in line]
+    assert len(mine) == 1
+    entry = json.loads(mine[0])
+    assert (entry["method"], entry["route"], entry["status"]) == ("POST", "/user-sessions", 201)
+    assert entry["logger"] == "service.requests"
+    assert "someone@example.org" not in live_server.log()
+    # gunicorn's access log would be a plain line quoting the request line.
+    plain = [line for line in live_server.log().splitlines() if not line.startswith("{")]
+    assert not [line for line in plain if re.search(r'"(GET|POST|HEAD) /', line)]
+
+
+def test_the_rate_limit_is_shared_by_every_worker_through_redis(gunicorn: StartGunicorn) -> None:
+    key = "key-" + secrets.token_hex(16)
+    server = gunicorn(RATE_LIMIT="5/minute", REDIS_URL=shared_redis_url(), API_KEYS=key)
+
+    def read(_: int) -> int:
+        url = server.url(f"/user-sessions/{uuid.uuid4()}")
+        return requests.get(url, headers={"X-API-Key": key}, timeout=10).status_code
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        statuses = list(pool.map(read, range(16)))
+    assert statuses.count(404) == 5
+    assert statuses.count(429) == 11
+
+
+def test_a_worker_killed_with_sigkill_loses_no_acknowledged_write(gunicorn: StartGunicorn) -> None:
+    server: LiveServer = gunicorn()
+    acknowledged: list[tuple[float, str]] = []
+    unexpected: list[int] = []
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def create_sessions() -> None:
+        with requests.Session() as http:
+            while not stop.is_set():
+                try:
+                    response = http.post(server.url("/user-sessions"), json={"name": "durable"}, timeout=10)
+                except requests.RequestException:
+                    http.close()  # the worker died under this request: no answer, no promise
+                    continue
+                with lock:
+                    if response.status_code == 201:
+                        acknowledged.append((time.monotonic(), response.json()["uuid"]))
+                    else:
+                        unexpected.append(response.status_code)
+
+    clients = [threading.Thread(target=create_sessions) for _ in range(3)]
+    for client in clients:
+        client.start()
+    killed: list[int] = []
+    try:
+        for _ in range(3):
+            time.sleep(0.4)
+            victim = workers_of(server)[0]
+            os.kill(victim, signal.SIGKILL)
+            killed.append(victim)
+        killed_at = time.monotonic()
+        time.sleep(0.6)
+    finally:
+        stop.set()
+        for client in clients:
+            client.join(timeout=15)
+
+    assert unexpected == []
+    assert any(at > killed_at for at, _ in acknowledged), "nothing was created after the kills"
+    with requests.Session() as http:
+        for _, user_session_uuid in acknowledged:
+            response = http.get(server.url(f"/user-sessions/{user_session_uuid}"), timeout=10)
+            assert response.status_code == 200, user_session_uuid
+            assert response.json()["name"] == "durable"
+    # The master replaced every killed worker and kept serving.
+    deadline = time.monotonic() + 10
+    while len(workers_of(server)) != 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(workers_of(server)) == 3
+    assert not set(killed) & set(workers_of(server))
+    assert server.process.poll() is None
