@@ -25,11 +25,19 @@ def skip_empty_autogenerate(context, revision, directives):
         logger.info("No changes in schema detected.")
 
 
+def include_object(object, name, type_, reflected, compare_to):
+    """Leave out of autogenerate what belongs to another kind of database
+    (an index the model marks with ``info["dialect"]``)."""
+    dialect = getattr(object, "info", {}).get("dialect")
+    return dialect is None or dialect == engine.dialect.name
+
+
 def run_migrations_offline():
     context.configure(
         url=config.get_main_option("sqlalchemy.url"),
         target_metadata=target_metadata,
         literal_binds=True,
+        include_object=include_object,
         render_as_batch=engine.dialect.name == "sqlite",
     )
     with context.begin_transaction():
@@ -39,6 +47,7 @@ def run_migrations_offline():
 def run_migrations_online():
     configure_args = dict(migrate_extension.configure_args)
     configure_args.setdefault("process_revision_directives", skip_empty_autogenerate)
+    configure_args.setdefault("include_object", include_object)
     with engine.connect() as connection:
         context.configure(
             connection=connection,
