@@ -162,12 +162,18 @@ class MetadataFilters(fields.Field[tuple[tuple[str, str], ...]]):
         return tuple(sorted(set(value)))
 
 
+def _time_bound(description: str) -> QueryDateTime:
+    return QueryDateTime(metadata={"description": description, "type": "string", "format": "date-time"})
+
+
 class UserSessionListArgsSchema(StrictSchema):
     """Query of ``GET /user-sessions``: filters, sort and page.
 
     Every parameter may be given once, except ``metadata.KEY``: one per key
     (a key may even repeat), all ANDed. Any other parameter is a 400.
     """
+
+    error_messages = {"unknown": "Unknown query parameter."}
 
     email = fields.String(
         validate=validate.Length(min=1, max=EMAIL_MAX_LENGTH),
@@ -178,10 +184,10 @@ class UserSessionListArgsSchema(StrictSchema):
     completed = QueryBoolean(
         metadata={"description": "`true`: sessions with a `completed_at`; `false`: sessions without one."}
     )
-    created_after = QueryDateTime(metadata={"description": "`created_at` later than this (exclusive)."})
-    created_before = QueryDateTime(metadata={"description": "`created_at` earlier than this (exclusive)."})
-    updated_after = QueryDateTime(metadata={"description": "`updated_at` later than this (exclusive)."})
-    updated_before = QueryDateTime(metadata={"description": "`updated_at` earlier than this (exclusive)."})
+    created_after = _time_bound("`created_at` later than this (exclusive).")
+    created_before = _time_bound("`created_at` earlier than this (exclusive).")
+    updated_after = _time_bound("`updated_at` later than this (exclusive).")
+    updated_before = _time_bound("`updated_at` earlier than this (exclusive).")
     deleted = fields.String(
         load_default="exclude",
         validate=validate.OneOf(LIST_DELETED_MODES),
@@ -211,7 +217,6 @@ class UserSessionListArgsSchema(StrictSchema):
         metadata={"description": "Items a page, 1 to 500 (default 50)."},
     )
     page_token = fields.String(
-        load_default=None,
         validate=validate.Length(max=PAGE_TOKEN_MAX_LENGTH),
         metadata={
             "description": "`next_page_token` of the previous page; send the same filters and sort with it "
@@ -230,7 +235,7 @@ class UserSessionListArgsSchema(StrictSchema):
         errors: dict[str, list[str]] = {}
         for name in multidict:
             values = multidict.getlist(name) if hasattr(multidict, "getlist") else [multidict[name]]
-            if any(has_unstorable_string(value) for value in values):
+            if has_unstorable_string([name, *values]):
                 errors[name] = [UNSTORABLE_STRING]
             elif name.startswith(METADATA_PARAMETER_PREFIX):
                 key = name[len(METADATA_PARAMETER_PREFIX) :]

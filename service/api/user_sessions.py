@@ -86,7 +86,7 @@ class UserSessions(MethodView):
         filters = listing_filters(args)
         sort = SortOrder.parse(args["sort"])
         scope = listing_scope(filters, sort)
-        after = read_page_token(args["page_token"], scope) if args["page_token"] else None
+        after = read_page_token(args["page_token"], scope) if "page_token" in args else None
         page = operations.list_user_sessions(
             filters, sort=sort, limit=args["limit"], after=after, with_count=args["count"]
         )
