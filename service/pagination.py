@@ -12,6 +12,7 @@ a cursor is only meaningful in the order and among the rows it came from.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import uuid
@@ -44,8 +45,13 @@ def scope_digest(scope: Mapping[str, Any]) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()[:16]).decode().rstrip("=")
 
 
+@functools.lru_cache(maxsize=4)
+def _serializer_for(secret_key: str) -> URLSafeSerializer:
+    return URLSafeSerializer(secret_key, salt=_SALT)
+
+
 def _serializer(secret_key: str | None = None) -> URLSafeSerializer:
-    return URLSafeSerializer(secret_key or current_app.config["SECRET_KEY"], salt=_SALT)
+    return _serializer_for(secret_key or current_app.config["SECRET_KEY"])
 
 
 def _encode_value(value: Any) -> list[str]:
