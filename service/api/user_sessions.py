@@ -54,7 +54,7 @@ def _next_page_link(token: str) -> str:
     """``Link`` to the next page: this request's own query, with the new token."""
     query = [(name, value) for name, value in request.args.items(multi=True) if name != PAGE_TOKEN_PARAMETER]
     query.append((PAGE_TOKEN_PARAMETER, token))
-    return f'<{request.path}?{urlencode(query)}>; rel="next"'
+    return f'<{request.script_root}{request.path}?{urlencode(query)}>; rel="next"'
 
 
 LIST_DESCRIPTION = """Filter, sort and page through user sessions.

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import random
+import uuid
 from datetime import datetime, timedelta
 
 import pytest
+import requests
 from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -13,6 +15,7 @@ from hypothesis import strategies as st
 from service.database import utcnow
 from service.fields import format_datetime
 from tests.factories import EMAILS, EPOCH, METADATA_KEYS, Row, expected_uuids, list_all, random_rows, store_rows
+from tests.live import LiveServer
 
 SORTS = ("-created_at", "created_at", "-updated_at", "updated_at")
 
@@ -151,3 +154,21 @@ class TestFiltersAgainstBruteForce:
             expected = expected_uuids(rows, params, now=now)
             assert list_all(app.test_client(), params, limit=50) == expected
             assert 0 < len(expected) < len(rows), params
+
+
+def test_a_token_from_one_worker_is_honoured_by_every_other(live_server: LiveServer) -> None:
+    """Page tokens hold no per-process state: any worker or instance with the key continues a listing."""
+    run = uuid.uuid4().hex
+    made = []
+    for _ in range(7):
+        response = requests.post(live_server.url("/user-sessions"), json={"metadata": {"run": run}}, timeout=10)
+        assert response.status_code == 201
+        made.append(response.json()["uuid"])
+    seen: list[str] = []
+    url = live_server.url(f"/user-sessions?limit=1&sort=created_at&metadata.run={run}")
+    while url:
+        response = requests.get(url, timeout=10, headers={"Connection": "close"})
+        assert response.status_code == 200, response.text
+        seen.extend(item["uuid"] for item in response.json()["items"])
+        url = live_server.url(response.links["next"]["url"]) if "next" in response.links else ""
+    assert seen == made
