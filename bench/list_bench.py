@@ -178,7 +178,7 @@ def deep_path(port: int, before: datetime) -> str:
     return path
 
 
-def load_with_wrk(port: int, path: str, duration: int, connections: int) -> float:
+def load_with_wrk(port: int, path: str, duration: int, connections: int) -> tuple[float, int]:
     output = subprocess.run(  # noqa: S603
         ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", f"http://127.0.0.1:{port}{path}"],  # noqa: S607
         capture_output=True,
@@ -187,12 +187,14 @@ def load_with_wrk(port: int, path: str, duration: int, connections: int) -> floa
     ).stdout
     if "Non-2xx" in output:
         raise RuntimeError(f"errors under load:\n{output}")
-    match = re.search(r"Requests/sec:\s+([\d.]+)", output)
-    assert match is not None, output
-    return float(match.group(1))
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    total = re.search(r"(\d+) requests in", output)
+    assert rate is not None, output
+    assert total is not None, output
+    return float(rate.group(1)), int(total.group(1))
 
 
-def load_with_python(port: int, path: str, duration: int, connections: int) -> float:
+def load_with_python(port: int, path: str, duration: int, connections: int) -> tuple[float, int]:
     """``connections`` threads, each sending requests one after another (reconnecting when told to)."""
     done = [0] * connections
     failures = [0] * connections
@@ -218,7 +220,21 @@ def load_with_python(port: int, path: str, duration: int, connections: int) -> f
         thread.join()
     if sum(failures):
         raise RuntimeError(f"{sum(failures)} responses were not 200")
-    return sum(done) / (time.monotonic() - started)
+    return sum(done) / (time.monotonic() - started), sum(done)
+
+
+def workers_cpu_seconds(master: int) -> float:
+    """User + system CPU the master's worker processes have used so far (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == master:  # the parent pid
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
 
 
 def main() -> None:
@@ -250,13 +266,21 @@ def main() -> None:
         paths = {"first": "/user-sessions?limit=50", "deep": deep_path(port, before)}
         log(f"load: {load.__name__}, {args.connections} connections, {args.workers} gunicorn workers")
         load(port, paths["first"], 2, args.connections)  # warm up every worker
+        load(port, paths["deep"], 1, args.connections)
         results: dict[str, list[float]] = {"first": [], "deep": []}
+        cpu: dict[str, list[float]] = {"first": [], "deep": []}
         for round_number in range(args.rounds):
             order = ("first", "deep") if round_number % 2 == 0 else ("deep", "first")
             for name in order:
-                results[name].append(load(port, paths[name], args.duration, args.connections))
+                cpu_before = workers_cpu_seconds(server.pid)
+                rate, requests = load(port, paths[name], args.duration, args.connections)
+                results[name].append(rate)
+                cpu[name].append((workers_cpu_seconds(server.pid) - cpu_before) * 1000 / requests)
             first, deep = results["first"][-1], results["deep"][-1]
-            log(f"round {round_number + 1}: first {first:.0f} req/s, deep {deep:.0f} req/s")
+            log(
+                f"round {round_number + 1}: first {first:.0f} req/s ({cpu['first'][-1]:.1f} ms CPU), "
+                f"deep {deep:.0f} req/s ({cpu['deep'][-1]:.1f} ms CPU)"
+            )
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -268,6 +292,13 @@ def main() -> None:
     print(
         f"ratio deep/first {statistics.median(ratios):.2f} (goal >= 0.90; per round: "
         f"{', '.join(f'{ratio:.2f}' for ratio in ratios)})"
+    )
+    # Wall-clock rates swing with whatever else runs on the machine; the CPU a
+    # worker spends on a request does not, and bounds the rate it can serve.
+    first_cpu, deep_cpu = statistics.median(cpu["first"]), statistics.median(cpu["deep"])
+    print(
+        f"worker CPU per request: first {first_cpu:.2f} ms, deep {deep_cpu:.2f} ms; "
+        f"ratio first/deep {first_cpu / deep_cpu:.2f} (the rate ratio on a quiet machine)"
     )
 
 

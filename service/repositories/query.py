@@ -12,14 +12,32 @@ serves both directions with and without a cursor.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Select, func, select, tuple_
+from sqlalchemy import ColumnElement, Select, bindparam, func, select, tuple_
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 ModelT = TypeVar("ModelT")
+
+_KEYSET_PARAMETER = "after_keyset_"
+
+
+@functools.lru_cache(maxsize=64)
+def _after(columns: tuple[InstrumentedAttribute[Any], ...], descending: bool) -> ColumnElement[bool]:
+    """``(sort column, tiebreaker) < (:after_keyset_0, :after_keyset_1)`` (``>`` ascending).
+
+    A row-value comparison: one index range scan on PostgreSQL and SQLite
+    alike. Built once per key and direction, the cursor's values bound at
+    execution: building SQL expressions costs more than running this one.
+    """
+    bounds = [bindparam(f"{_KEYSET_PARAMETER}{index}", type_=column.type) for index, column in enumerate(columns)]
+    key: Any = columns[0] if len(columns) == 1 else tuple_(*columns)
+    bound: Any = bounds[0] if len(columns) == 1 else tuple_(*bounds)
+    criterion: ColumnElement[bool] = key < bound if descending else key > bound
+    return criterion
 
 
 @dataclass(frozen=True)
@@ -91,27 +109,19 @@ class ListQuery(Generic[ModelT]):
             return (self.tiebreaker,)
         return (self.sort_column, self.tiebreaker)
 
-    def _keyset_criterion(self, keyset: Keyset) -> ColumnElement[bool]:
+    def _select(self, *, fetch: int | None = None) -> tuple[Select[Any], dict[str, Any]]:
+        """The SELECT of one page, ``fetch`` rows at most (by default the limit), and its cursor values."""
         columns = self._key_columns
-        if len(keyset.values) != len(columns):
-            raise ValueError(f"a keyset of this query has {len(columns)} values, not {len(keyset.values)}")
-        key: Any
-        bound: Any
-        if len(columns) == 1:
-            key, bound = columns[0], keyset.values[0]
-        else:
-            # A row-value comparison: one index range scan on PostgreSQL and SQLite alike.
-            key, bound = tuple_(*columns), tuple_(*keyset.values, types=[c.type for c in columns])
-        criterion: ColumnElement[bool] = key < bound if self.descending else key > bound
-        return criterion
-
-    def statement(self, *, fetch: int | None = None) -> Select[Any]:
-        """The SELECT of one page, ``fetch`` rows at most (by default the limit)."""
-        order = [column.desc() if self.descending else column.asc() for column in self._key_columns]
+        order = [column.desc() if self.descending else column.asc() for column in columns]
         query = select(self.model).where(*self.criteria)
+        parameters: dict[str, Any] = {}
         if self.after_keyset is not None:
-            query = query.where(self._keyset_criterion(self.after_keyset))
-        return query.order_by(*order).limit(fetch if fetch is not None else self.row_limit)
+            values = self.after_keyset.values
+            if len(values) != len(columns):
+                raise ValueError(f"a keyset of this query has {len(columns)} values, not {len(values)}")
+            query = query.where(_after(columns, self.descending))
+            parameters = {f"{_KEYSET_PARAMETER}{index}": value for index, value in enumerate(values)}
+        return query.order_by(*order).limit(fetch if fetch is not None else self.row_limit), parameters
 
     def keyset_of(self, row: ModelT) -> Keyset:
         """The keyset a page ending at ``row`` continues from."""
@@ -124,14 +134,16 @@ class ListQuery(Generic[ModelT]):
 
     def all(self) -> list[ModelT]:
         """Every row of the page (every row at all without a limit)."""
-        return list(self.db_session.scalars(self.statement()))
+        query, parameters = self._select()
+        return list(self.db_session.scalars(query, parameters))
 
     def page(self, *, with_count: bool = False) -> Page[ModelT]:
         """One page, and whether another follows: one row more than the limit is
         fetched, so the last page is known to be the last without a second query."""
         if self.row_limit is None:
             raise ValueError("a page needs a limit")
-        rows: Sequence[ModelT] = list(self.db_session.scalars(self.statement(fetch=self.row_limit + 1)))
+        query, parameters = self._select(fetch=self.row_limit + 1)
+        rows: Sequence[ModelT] = list(self.db_session.scalars(query, parameters))
         items = list(rows[: self.row_limit])
         next_keyset = self.keyset_of(items[-1]) if len(rows) > self.row_limit else None
         return Page(items, next_keyset, self.count() if with_count else None)
