@@ -60,16 +60,22 @@ def _next_page_link(token: str) -> str:
 LIST_DESCRIPTION = """Filter, sort and page through user sessions.
 
 Paging is keyset (cursor), not OFFSET: a page costs the same however deep it
-is, and sessions created while a client pages are neither skipped nor
-repeated. Every page but the last holds exactly `limit` items and carries a
-`next_page_token` (and a `Link: <...>; rel="next"` header); the last has
-`next_page_token: null` and no `Link`. A token is signed and bound to the
-filters and sort of the listing it came from: send it with the same
-parameters (`limit` and `count` may change), else it is a 400. Tokens never
-expire.
+is, and no session that existed when the listing began is skipped or listed
+twice; one created meanwhile shows up only if it sorts after the cursor (at
+the end of an oldest-first listing). Every page but the last holds exactly
+`limit` items and carries a `next_page_token` and a
+`Link: </user-sessions?...&page_token=...>; rel="next"` header (a relative
+reference); the last has `next_page_token: null` and no `Link`.
+
+A token is signed and bound to the filters and sort of the listing it came
+from: send it with the same parameters (`limit` and `count` may change), else
+it is a 400; an empty `page_token` asks for the first page. Tokens never
+expire by time.
 
 `metadata.KEY=VALUE` parameters are dynamic: any parameter whose name starts
-with `metadata.` filters on the top-level metadata key after the dot.
+with `metadata.` filters on the top-level metadata key after the dot, which
+may itself hold dots (`metadata.a.b` is the key `a.b`). Every other parameter
+may be given once; an unknown one is a 400 naming it.
 
 Datetimes are RFC 3339 with an offset (`Z` or `+02:00`); encode `+` as `%2B`.
 A bare `+`, which arrives as a space, is read as `+` all the same.

@@ -13,6 +13,8 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from itsdangerous import URLSafeSerializer
 
 from service.fields import format_datetime, parse_datetime
@@ -436,3 +438,44 @@ def test_the_openapi_document_describes_the_listing(client: FlaskClient) -> None
 def test_format_of_a_listed_datetime_is_an_exact_bound() -> None:
     moment = parse_datetime("2026-11-27T05:00:00.123456Z")
     assert parse_datetime(format_datetime(moment)) == moment
+
+
+NAMES = [
+    "email",
+    "is_email_verified",
+    "consent_user_data",
+    "completed",
+    "created_after",
+    "created_before",
+    "updated_after",
+    "updated_before",
+    "deleted",
+    "metadata.channel",
+    "metadata.",
+    "metadata",
+    "sort",
+    "limit",
+    "page_token",
+    "count",
+]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    query=st.lists(
+        st.tuples(
+            st.one_of(st.sampled_from(NAMES), st.text(max_size=12)),
+            st.one_of(
+                st.text(max_size=40),
+                st.sampled_from(["true", "0", "50", "-created_at", "only", "9999-12-31T23:59:59-01:00"]),
+                st.sampled_from(["0001-01-01T00:00:00+01:00", "2026-01-01T00:00:00.1234567891Z", "1" * 30]),
+            ),
+        ),
+        max_size=5,
+    )
+)
+def test_no_query_string_makes_a_server_error(client: FlaskClient, query: list[tuple[str, str]]) -> None:
+    response = client.get("/user-sessions", query_string=query)
+    assert response.status_code in (200, 400), response.get_json()
+    if response.status_code == 400:
+        assert response.get_json()["errors"]
