@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint openapi clean
+.PHONY: run test lint openapi clean bench-list
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,14 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy service user_sessions_client
 	$(BIN)/hadolint Dockerfile
+
+BENCH_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/user_sessions_bench
+BENCH_ROWS ?= 200000
+BENCH_WORKERS ?= 3
+
+## bench-list: first page vs a page at 90 % depth (drops and re-creates BENCH_DATABASE_URL); see bench/README.md
+bench-list: $(VENV)/.installed-test
+	$(BIN)/python bench/list_bench.py --database-url $(BENCH_DATABASE_URL) --rows $(BENCH_ROWS) --workers $(BENCH_WORKERS)
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .mypy_cache .ruff_cache

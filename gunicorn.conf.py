@@ -44,6 +44,8 @@ max_requests = _int("GUNICORN_MAX_REQUESTS", 0)
 max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", max_requests // 10)
 
 # The app is imported in each worker after the fork: no connection crosses a fork.
+# The longest request line gunicorn allows; a listing's query string can be long.
+limit_request_line = 8190
 preload_app = False
 accesslog = None
 errorlog = "-"

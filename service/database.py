@@ -8,7 +8,7 @@ commit-or-rollback scope over it, never a second session.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -62,6 +62,17 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+def schema_objects_for(dialect_name: str) -> Callable[..., bool]:
+    """An Alembic ``include_object`` hook: leave out of comparisons what the
+    models mark for another kind of database (``info={"dialect": …}``)."""
+
+    def include_object(schema_object: Any, _name: Any, _type: Any, _reflected: Any, _compare_to: Any) -> bool:
+        dialect = getattr(schema_object, "info", {}).get("dialect")
+        return dialect is None or dialect == dialect_name
+
+    return include_object
 
 
 def utcnow() -> datetime:

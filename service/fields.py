@@ -64,6 +64,24 @@ class UTCDateTime(fields.Field[datetime]):
             raise ValidationError(str(error)) from None
 
 
+# A "+" left unencoded in a query string arrives as a space; in the offset of
+# a datetime it can have meant nothing else.
+_OFFSET_SIGN_AS_SPACE = re.compile(r"(?<=\d) (\d{2}:\d{2})$")
+
+
+class QueryDateTime(UTCDateTime):
+    """An RFC 3339 datetime in a query string.
+
+    The ``+`` of an offset should be sent as ``%2B``; sent bare it arrives as
+    a space, which is read back as ``+`` (``…T05:00:00 02:00``).
+    """
+
+    def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> datetime:
+        if isinstance(value, str):
+            value = _OFFSET_SIGN_AS_SPACE.sub(r"+\1", value)
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 class StrictBoolean(fields.Boolean):
     """Only JSON ``true`` and ``false``."""
 
@@ -96,6 +114,18 @@ class WholeNumber(fields.Integer):
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.make_error("invalid")
         return value
+
+
+class QueryInteger(fields.Integer):
+    """A whole number in a query string: ASCII digits, an optional minus, nothing else."""
+
+    default_error_messages = {"invalid": "Must be a whole number."}
+    _DIGITS = re.compile(r"-?[0-9]{1,18}")
+
+    def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> int:
+        if not isinstance(value, str) or self._DIGITS.fullmatch(value) is None:
+            raise self.make_error("invalid")
+        return int(value)
 
 
 class IPAddress(fields.Field[str]):

@@ -23,6 +23,13 @@ DEFAULT_MAX_VERIFICATION_ATTEMPTS = 3
 DEFAULT_MAX_RESEND_ATTEMPTS = 3
 
 
+def only_on(dialect: str, index: Index) -> Index:
+    """An index that exists on one kind of database only (in ``create_all`` and,
+    through ``info["dialect"]``, in Alembic's autogenerate)."""
+    index.info["dialect"] = dialect
+    return index.ddl_if(dialect=dialect)
+
+
 class UserSession(Base):
     """A session of the agent backend, with its e-mail verification state.
 
@@ -63,6 +70,16 @@ class UserSession(Base):
         Index("ix_user_sessions_created_at_uuid", "created_at", "uuid"),
         Index("ix_user_sessions_updated_at_uuid", "updated_at", "uuid"),
         Index("ix_user_sessions_lower_email", func.lower(email)),
+        # Serves ``metadata @> {...}``, the list filter metadata.KEY=VALUE.
+        only_on(
+            "postgresql",
+            Index(
+                "ix_user_sessions_metadata",
+                metadata_,
+                postgresql_using="gin",
+                postgresql_ops={"metadata": "jsonb_path_ops"},
+            ),
+        ),
     )
 
     @property

@@ -24,7 +24,14 @@ from service.errors import (
     UserSessionNotFound,
 )
 from service.models import UserSession
-from service.repositories import UserSessionRepository, get_user_session_repository
+from service.repositories import (
+    Keyset,
+    Page,
+    SortOrder,
+    UserSessionFilters,
+    UserSessionRepository,
+    get_user_session_repository,
+)
 from service.schemas import metadata_field, resolve_ttl
 
 _METADATA = metadata_field()
@@ -81,6 +88,24 @@ def read_user_session(user_session_uuid: uuid.UUID, *, include_deleted: bool = F
     is closed at teardown.
     """
     return _find(get_user_session_repository(), user_session_uuid, include_deleted=include_deleted)
+
+
+def list_user_sessions(
+    filters: UserSessionFilters,
+    *,
+    sort: SortOrder,
+    limit: int,
+    after: Keyset | None = None,
+    with_count: bool = False,
+) -> Page[UserSession]:
+    """One page of the sessions that match ``filters``, after ``after`` in ``sort`` order.
+
+    Like a read of one session, it needs no unit of work; the count, when
+    asked for, runs on the same database session as the page.
+    """
+    return get_user_session_repository().list_page(
+        filters, sort=sort, limit=limit, after=after, with_count=with_count, now=utcnow()
+    )
 
 
 def patch_user_session(

@@ -12,7 +12,16 @@ from typing import Any, ClassVar
 from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, pre_load, validate, validates_schema
 
 from service.database import utcnow
-from service.fields import IPAddress, JSONObject, QueryBoolean, StrictBoolean, UTCDateTime, WholeNumber
+from service.fields import (
+    IPAddress,
+    JSONObject,
+    QueryBoolean,
+    QueryDateTime,
+    QueryInteger,
+    StrictBoolean,
+    UTCDateTime,
+    WholeNumber,
+)
 from service.fields import unstorable_string as has_unstorable_string
 from service.models import EMAIL_MAX_LENGTH, NAME_MAX_LENGTH
 
@@ -140,6 +149,129 @@ class DeleteArgsSchema(StrictSchema):
 
     purge = QueryBoolean(
         load_default=False, metadata={"description": "Erase the session for good (GDPR erasure), deleted or not."}
+    )
+
+
+LIST_LIMIT_DEFAULT = 50
+LIST_LIMIT_MAX = 500
+LIST_SORT_ORDERS = ("-created_at", "created_at", "-updated_at", "updated_at")
+LIST_DELETED_MODES = ("exclude", "include", "only")
+METADATA_PARAMETER_PREFIX = "metadata."
+# The one name under which every ``metadata.KEY`` parameter reaches its field.
+METADATA_PARAMETERS = "metadata.KEY"
+PAGE_TOKEN_MAX_LENGTH = 2048
+
+
+class MetadataFilters(fields.Field[tuple[tuple[str, str], ...]]):
+    """The ``metadata.KEY=VALUE`` parameters, collected by the schema: (key, value) pairs."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> tuple[tuple[str, str], ...]:
+        return tuple(sorted(set(value)))
+
+
+def _time_bound(description: str) -> QueryDateTime:
+    return QueryDateTime(metadata={"description": description, "type": "string", "format": "date-time"})
+
+
+class UserSessionListArgsSchema(StrictSchema):
+    """Query of ``GET /user-sessions``: filters, sort and page.
+
+    Every parameter may be given once, except ``metadata.KEY``: one per key
+    (a key may even repeat), all ANDed. Any other parameter is a 400.
+    """
+
+    error_messages = {"unknown": "Unknown query parameter."}
+
+    email = fields.String(
+        validate=validate.Length(min=1, max=EMAIL_MAX_LENGTH),
+        metadata={"description": "Sessions with this e-mail address, compared case-insensitively."},
+    )
+    is_email_verified = QueryBoolean(metadata={"description": "`true` or `false`."})
+    consent_user_data = QueryBoolean(metadata={"description": "`true` or `false`."})
+    completed = QueryBoolean(
+        metadata={"description": "`true`: sessions with a `completed_at`; `false`: sessions without one."}
+    )
+    created_after = _time_bound("`created_at` later than this (exclusive).")
+    created_before = _time_bound("`created_at` earlier than this (exclusive).")
+    updated_after = _time_bound("`updated_at` later than this (exclusive).")
+    updated_before = _time_bound("`updated_at` earlier than this (exclusive).")
+    deleted = fields.String(
+        load_default="exclude",
+        validate=validate.OneOf(LIST_DELETED_MODES),
+        metadata={
+            "description": "`exclude` (default): live sessions only; `include`: all; `only`: soft-deleted "
+            "and expired sessions only (an expired session counts as deleted)."
+        },
+    )
+    metadata_filters = MetadataFilters(
+        data_key=METADATA_PARAMETERS,
+        metadata={
+            "description": "Write the top-level metadata key in place of `KEY`, e.g. `metadata.channel=web`. "
+            "Matches sessions whose `metadata` holds exactly this JSON string under that key; a number, "
+            "boolean, null, object or array never equals it (`metadata.step=3` does not match "
+            '`{"step": 3}`). Repeatable with other keys (or the same key); all are ANDed.',
+            "type": "string",
+        },
+    )
+    sort = fields.String(
+        load_default="-created_at",
+        validate=validate.OneOf(LIST_SORT_ORDERS),
+        metadata={"description": "`-` first means newest first; ties are broken by `uuid` in the same direction."},
+    )
+    limit = QueryInteger(
+        load_default=LIST_LIMIT_DEFAULT,
+        validate=validate.Range(min=1, max=LIST_LIMIT_MAX),
+        metadata={"description": "Items a page, 1 to 500 (default 50)."},
+    )
+    page_token = fields.String(
+        validate=validate.Length(max=PAGE_TOKEN_MAX_LENGTH),
+        metadata={
+            "description": "`next_page_token` of the previous page; send the same filters and sort with it "
+            "(`limit` and `count` may change). Empty means the first page. Tokens never expire."
+        },
+    )
+    count = QueryBoolean(load_default=False, metadata={"description": "`true` adds `total_count` (it costs a COUNT)."})
+
+    @pre_load
+    def _collect_query_parameters(self, data: Any, **_kwargs: Any) -> dict[str, Any]:
+        """Turn the query string into one value a name: every ``metadata.KEY`` into
+        the pairs of one field, a repeated parameter or an unstorable string into an error."""
+        multidict = getattr(data, "data", data)
+        collected: dict[str, Any] = {}
+        pairs: list[tuple[str, str]] = []
+        errors: dict[str, list[str]] = {}
+        for name in multidict:
+            values = multidict.getlist(name) if hasattr(multidict, "getlist") else [multidict[name]]
+            if has_unstorable_string([name, *values]):
+                errors[name] = [UNSTORABLE_STRING]
+            elif name.startswith(METADATA_PARAMETER_PREFIX):
+                key = name[len(METADATA_PARAMETER_PREFIX) :]
+                if key:
+                    pairs.extend((key, value) for value in values)
+                else:
+                    errors[name] = ["Name a top-level metadata key after 'metadata.', e.g. metadata.channel=web."]
+            elif len(values) > 1:
+                errors[name] = ["Give this parameter once."]
+            else:
+                collected[name] = values[0]
+        if errors:
+            raise ValidationError(errors)
+        if pairs:
+            collected[METADATA_PARAMETERS] = pairs
+        if collected.get("page_token") == "":
+            del collected["page_token"]
+        return collected
+
+
+class UserSessionPageSchema(Schema):
+    """A page of ``GET /user-sessions``."""
+
+    items = fields.List(fields.Nested(UserSessionSchema), required=True)
+    next_page_token = fields.String(
+        required=True, allow_none=True, metadata={"description": "The next page's token; null on the last page."}
+    )
+    total_count = fields.Integer(
+        metadata={"description": "Sessions that match the filters, on every page; only with `count=true`."}
     )
 
 

@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import uuid
 from typing import Any
+from urllib.parse import urlencode
 
-from flask import Response
+from flask import Response, request
 from flask.views import MethodView
 
 from service import operations
 from service.api.conditional import if_match_precondition, not_modified
 from service.api.idempotency import idempotent
+from service.api.listing import listing_filters, listing_scope
 from service.api.parser import Blueprint
 from service.models import UserSession
+from service.pagination import PAGE_TOKEN_PARAMETER, make_page_token, read_page_token
+from service.repositories import SortOrder
 from service.schemas import (
     DeleteArgsSchema,
     NoArgsSchema,
     ReadArgsSchema,
     UserSessionCreateSchema,
+    UserSessionListArgsSchema,
+    UserSessionPageSchema,
     UserSessionPatchSchema,
     UserSessionSchema,
 )
@@ -45,8 +51,62 @@ def _location(user_session: UserSession) -> str:
     return f"/user-sessions/{user_session.uuid}"
 
 
+def _next_page_link(token: str) -> str:
+    """``Link`` to the next page: this request's own query, with the new token."""
+    query = [(name, value) for name, value in request.args.items(multi=True) if name != PAGE_TOKEN_PARAMETER]
+    query.append((PAGE_TOKEN_PARAMETER, token))
+    return f'<{request.script_root}{request.path}?{urlencode(query)}>; rel="next"'
+
+
+LIST_DESCRIPTION = """Filter, sort and page through user sessions.
+
+Paging is keyset (cursor), not OFFSET: a page costs the same however deep it
+is, and no session that existed when the listing began is skipped or listed
+twice; one created meanwhile shows up only if it sorts after the cursor (at
+the end of an oldest-first listing). Every page but the last holds exactly
+`limit` items and carries a `next_page_token` and a
+`Link: </user-sessions?...&page_token=...>; rel="next"` header (a relative
+reference); the last has `next_page_token: null` and no `Link`.
+
+A token is signed and bound to the filters and sort of the listing it came
+from: send it with the same parameters (`limit` and `count` may change), else
+it is a 400; an empty `page_token` asks for the first page. Tokens never
+expire by time.
+
+`metadata.KEY=VALUE` parameters are dynamic: any parameter whose name starts
+with `metadata.` filters on the top-level metadata key after the dot, which
+may itself hold dots (`metadata.a.b` is the key `a.b`). Every other parameter
+may be given once; an unknown one is a 400 naming it.
+
+Datetimes are RFC 3339 with an offset (`Z` or `+02:00`); encode `+` as `%2B`.
+A bare `+`, which arrives as a space, is read as `+` all the same.
+"""
+
+
 @blp.route("")
 class UserSessions(MethodView):
+    @blp.doc(operationId="listUserSessions")
+    @blp.arguments(UserSessionListArgsSchema, location="query", error_status_code=400)
+    @blp.response(200, UserSessionPageSchema, description="A page of user sessions.", headers={"Link": "Link"})
+    @blp.doc(description=LIST_DESCRIPTION)
+    def get(self, args: dict[str, Any]) -> Any:
+        """List user sessions."""
+        filters = listing_filters(args)
+        sort = SortOrder.parse(args["sort"])
+        scope = listing_scope(filters, sort)
+        after = read_page_token(args["page_token"], scope) if "page_token" in args else None
+        page = operations.list_user_sessions(
+            filters, sort=sort, limit=args["limit"], after=after, with_count=args["count"]
+        )
+        body: dict[str, Any] = {"items": page.items, "next_page_token": None}
+        headers: dict[str, str] = {}
+        if page.next_keyset is not None:
+            body["next_page_token"] = make_page_token(page.next_keyset, scope)
+            headers["Link"] = _next_page_link(body["next_page_token"])
+        if page.total_count is not None:
+            body["total_count"] = page.total_count
+        return body, 200, headers
+
     @blp.doc(operationId="createUserSession")
     @blp.arguments(NoArgsSchema, location="query", error_status_code=400)
     @blp.arguments(UserSessionCreateSchema, required=False)

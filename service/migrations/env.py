@@ -5,6 +5,8 @@ from logging.config import fileConfig
 
 from alembic import context
 from flask import current_app
+
+from service.database import schema_objects_for
 from sqlalchemy import text
 
 config = context.config
@@ -30,11 +32,15 @@ def skip_empty_autogenerate(context, revision, directives):
         logger.info("No changes in schema detected.")
 
 
+include_object = schema_objects_for(engine.dialect.name)
+
+
 def run_migrations_offline():
     context.configure(
         url=config.get_main_option("sqlalchemy.url"),
         target_metadata=target_metadata,
         literal_binds=True,
+        include_object=include_object,
         render_as_batch=engine.dialect.name == "sqlite",
     )
     with context.begin_transaction():
@@ -44,6 +50,7 @@ def run_migrations_offline():
 def run_migrations_online():
     configure_args = dict(migrate_extension.configure_args)
     configure_args.setdefault("process_revision_directives", skip_empty_autogenerate)
+    configure_args.setdefault("include_object", include_object)
     with engine.connect() as connection:
         context.configure(
             connection=connection,

@@ -4,12 +4,19 @@ they never commit (the unit of work in ``get_db_session()`` does)."""
 from service.repositories.base_repository import BaseRepository
 from service.repositories.factory import get_idempotency_repository, get_user_session_repository
 from service.repositories.idempotency_repository import IdempotencyRepository, IdempotencyScope
-from service.repositories.user_session_repository import UserSessionRepository
+from service.repositories.query import Keyset, ListQuery, Page, SortOrder
+from service.repositories.user_session_repository import DeletedFilter, UserSessionFilters, UserSessionRepository
 
 __all__ = [
     "BaseRepository",
+    "DeletedFilter",
     "IdempotencyRepository",
     "IdempotencyScope",
+    "Keyset",
+    "ListQuery",
+    "Page",
+    "SortOrder",
+    "UserSessionFilters",
     "UserSessionRepository",
     "get_idempotency_repository",
     "get_user_session_repository",

@@ -6,9 +6,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
 from sqlalchemy import ColumnElement, inspect, literal, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from service.database import Base
+from service.repositories.query import ListQuery
 
 ModelT = TypeVar("ModelT", bound=Base)
 
@@ -28,6 +29,18 @@ class BaseRepository(Generic[ModelT]):
     @property
     def _primary_key(self) -> Any:
         return inspect(self.model).primary_key[0]
+
+    @property
+    def _primary_key_attribute(self) -> InstrumentedAttribute[Any]:
+        mapper = inspect(self.model)
+        attribute: InstrumentedAttribute[Any] = getattr(
+            self.model, mapper.get_property_by_column(self._primary_key).key
+        )
+        return attribute
+
+    def query(self) -> ListQuery[ModelT]:
+        """A ``ListQuery`` over every row, paged in keyset order with the primary key as tiebreaker."""
+        return ListQuery(self.db_session, self.model, tiebreaker=self._primary_key_attribute)
 
     def get_by_id(self, identity: Any, *, for_update: bool = False) -> ModelT | None:
         """The row with this primary key, read fresh from the database.

@@ -2,15 +2,49 @@
 
 from __future__ import annotations
 
+import enum
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from sqlalchemy import update
+from sqlalchemy import ColumnElement, exists, func, literal, not_, select, type_coerce, update
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import InstrumentedAttribute
 
 from service.database import utcnow
 from service.models import UserSession
 from service.repositories.base_repository import BaseRepository
+from service.repositories.query import Keyset, ListQuery, Page, SortOrder
+
+
+class DeletedFilter(enum.StrEnum):
+    """Which sessions a listing shows; an expired session counts as deleted."""
+
+    EXCLUDE = "exclude"
+    INCLUDE = "include"
+    ONLY = "only"
+
+
+@dataclass(frozen=True)
+class UserSessionFilters:
+    """What a listing of user sessions asks for; None means "any".
+
+    ``metadata`` pairs a top-level key with a string: a session matches when
+    its metadata holds exactly that JSON string under that key (a number,
+    boolean, null, object or array never equals a string). Pairs are ANDed.
+    """
+
+    email: str | None = None
+    is_email_verified: bool | None = None
+    consent_user_data: bool | None = None
+    completed: bool | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    updated_after: datetime | None = None
+    updated_before: datetime | None = None
+    deleted: DeletedFilter = DeletedFilter.EXCLUDE
+    metadata: tuple[tuple[str, str], ...] = ()
 
 
 class VerificationAttempt(NamedTuple):
@@ -27,6 +61,83 @@ class UserSessionRepository(BaseRepository[UserSession]):
     unless the caller asks to include deleted ones."""
 
     model = UserSession
+
+    SORTABLE: dict[str, InstrumentedAttribute[Any]] = {
+        "created_at": UserSession.created_at,
+        "updated_at": UserSession.updated_at,
+    }
+
+    def list_page(
+        self,
+        filters: UserSessionFilters,
+        *,
+        sort: SortOrder,
+        limit: int,
+        after: Keyset | None = None,
+        with_count: bool = False,
+        now: datetime | None = None,
+    ) -> Page[UserSession]:
+        """One keyset page of the sessions that match ``filters``, in ``sort`` order."""
+        return (
+            self.filtered(filters, now=now or utcnow())
+            .order_by(self.sort_column(sort), descending=sort.descending)
+            .after(after)
+            .limit(limit)
+            .page(with_count=with_count)
+        )
+
+    def sort_column(self, sort: SortOrder) -> InstrumentedAttribute[Any]:
+        """The column behind a sort order; ValueError for one that cannot be sorted on."""
+        try:
+            return self.SORTABLE[sort.field]
+        except KeyError:
+            raise ValueError(f"user sessions cannot be sorted by {sort.field!r}") from None
+
+    def filtered(self, filters: UserSessionFilters, *, now: datetime) -> ListQuery[UserSession]:
+        """A query of the sessions that match ``filters``; ``now`` decides what has expired."""
+        return self.query().where(*self.filter_criteria(filters, now=now))
+
+    def filter_criteria(self, filters: UserSessionFilters, *, now: datetime) -> list[ColumnElement[bool]]:
+        """The SQL of ``filters``, one criterion each, to be ANDed."""
+        criteria: list[ColumnElement[bool]] = []
+        if filters.email is not None:
+            # The same expression as ix_user_sessions_lower_email, so the index serves it.
+            criteria.append(func.lower(UserSession.email) == func.lower(filters.email))
+        if filters.is_email_verified is not None:
+            criteria.append(UserSession.is_email_verified == filters.is_email_verified)
+        if filters.consent_user_data is not None:
+            criteria.append(UserSession.consent_user_data == filters.consent_user_data)
+        if filters.completed is not None:
+            completed_at = UserSession.completed_at
+            criteria.append(completed_at.is_not(None) if filters.completed else completed_at.is_(None))
+        for column, bound, after in (
+            (UserSession.created_at, filters.created_after, True),
+            (UserSession.created_at, filters.created_before, False),
+            (UserSession.updated_at, filters.updated_after, True),
+            (UserSession.updated_at, filters.updated_before, False),
+        ):
+            if bound is not None:
+                criteria.append(column > bound if after else column < bound)
+        if filters.deleted is DeletedFilter.EXCLUDE:
+            criteria.append(UserSession.live_clause(now))
+        elif filters.deleted is DeletedFilter.ONLY:
+            criteria.append(not_(UserSession.live_clause(now)))
+        criteria.extend(self._metadata_equals(key, value) for key, value in filters.metadata)
+        return criteria
+
+    def _metadata_equals(self, key: str, value: str) -> ColumnElement[bool]:
+        """The top-level ``key`` of ``metadata`` holds the JSON string ``value``."""
+        if self.db_session.get_bind().dialect.name == "postgresql":
+            # JSONB containment, which the GIN index on metadata serves.
+            return type_coerce(UserSession.metadata_, JSONB).contains({key: value})
+        # Elsewhere (SQLite) the JSON functions: json_each names keys exactly,
+        # whatever characters they hold, and says whether the value is a string.
+        entry = func.json_each(UserSession.metadata_).table_valued("key", "type", "atom")
+        return exists(
+            select(literal(1))
+            .select_from(entry)
+            .where(entry.c.key == key, entry.c.type == "text", entry.c.atom == value)
+        )
 
     def get_by_uuid(
         self,

@@ -263,7 +263,6 @@ def test_iter_sessions_follows_page_tokens_with_the_same_filters(
     assert queries == [filters, {**filters, "page_token": ["t1"]}]
 
 
-@pytest.mark.xfail(strict=True, reason="needs GET /user-sessions from issue 3")
 def test_iter_sessions_pages_through_the_live_list(sessions: UserSessionsClient) -> None:
     email = f"{uuid.uuid4().hex}@example.com"
     created = {sessions.create(email=email)["uuid"] for _ in range(5)}

@@ -133,7 +133,6 @@ def test_parses_problems_with_their_field_errors(generated: ModuleType, authenti
     assert response.parsed.correlation_id == response.headers["X-Correlation-ID"]
 
 
-@pytest.mark.xfail(strict=True, reason="needs GET /user-sessions (listUserSessions) from issue 3")
 def test_lists_following_next_page_token(generated: ModuleType, authenticated: Any) -> None:
     model = models(generated)
     email = f"{uuid.uuid4().hex}@example.com"

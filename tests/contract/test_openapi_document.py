@@ -42,7 +42,7 @@ CONTRACT_OPERATIONS = {
     ("post", "/user-sessions/{user_session_uuid}/email-verification"): "issueEmailVerification",
     ("post", "/user-sessions/{user_session_uuid}/email-verification/check"): "checkEmailVerification",
     ("get", "/metrics"): "getMetrics",
-    # TODO(merge): listUserSessions (issue 3).
+    ("get", "/user-sessions"): "listUserSessions",
 }
 
 

@@ -10,12 +10,14 @@ from flask import Flask
 from flask_migrate import downgrade, upgrade
 from sqlalchemy import inspect, text
 
+from service.database import schema_objects_for
 from service.extensions import db
 
 
 def schema_differences(app: Flask) -> list[object]:
     with app.app_context(), db.engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        include_object = schema_objects_for(connection.dialect.name)
+        context = MigrationContext.configure(connection, opts={"compare_type": True, "include_object": include_object})
         with warnings.catch_warnings():
             # SQLite cannot reflect expression indexes; alembic says so and skips them.
             warnings.filterwarnings("ignore", message=".*expression-based index.*")

@@ -1,0 +1,99 @@
+"""Page tokens: opaque, signed cursors bound to the query they were issued for.
+
+A token carries the keyset where its page ended and a digest of the filters
+and sort of its listing, signed with the app's ``SECRET_KEY`` (itsdangerous),
+so every instance that shares the key accepts every other instance's tokens.
+Tokens never expire by time. One that was forged, altered, signed with
+another key, or comes back with other filters or another sort is refused:
+a cursor is only meaningful in the order and among the rows it came from.
+``limit`` and ``count`` are not part of the binding, so they may change.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import json
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from flask import current_app
+from itsdangerous import BadData, URLSafeSerializer
+
+from service.errors import QueryValidationError
+from service.fields import format_datetime, parse_datetime
+from service.repositories.query import Keyset
+
+PAGE_TOKEN_PARAMETER = "page_token"  # noqa: S105 (a parameter name, not a secret)
+TOKEN_FORMAT = 1
+_SALT = "user-sessions.page-token"
+
+
+class InvalidPageToken(QueryValidationError):
+    """A page token this service did not issue for this very listing."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(errors={PAGE_TOKEN_PARAMETER: [reason]})
+
+
+def scope_digest(scope: Mapping[str, Any]) -> str:
+    """A short, stable digest of the parameters a token is bound to."""
+    canonical = json.dumps(scope, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()[:16]).decode().rstrip("=")
+
+
+@functools.lru_cache(maxsize=4)
+def _serializer_for(secret_key: str) -> URLSafeSerializer:
+    return URLSafeSerializer(secret_key, salt=_SALT)
+
+
+def _serializer(secret_key: str | None = None) -> URLSafeSerializer:
+    return _serializer_for(secret_key or current_app.config["SECRET_KEY"])
+
+
+def _encode_value(value: Any) -> list[str]:
+    if isinstance(value, datetime):
+        return ["t", format_datetime(value)]
+    if isinstance(value, uuid.UUID):
+        return ["u", value.hex]
+    raise TypeError(f"a page token cannot carry a {type(value).__name__}")
+
+
+def _decode_value(item: Any) -> Any:
+    kind, text = item
+    if kind == "t":
+        return parse_datetime(text)
+    if kind == "u":
+        return uuid.UUID(hex=text)
+    raise ValueError(f"unknown value kind {kind!r}")
+
+
+def make_page_token(keyset: Keyset, scope: Mapping[str, Any], *, secret_key: str | None = None) -> str:
+    """The token of the page that starts after ``keyset`` in the listing ``scope`` describes."""
+    payload = {"v": TOKEN_FORMAT, "s": scope_digest(scope), "k": [_encode_value(value) for value in keyset.values]}
+    token: str = _serializer(secret_key).dumps(payload)
+    return token
+
+
+def read_page_token(token: str, scope: Mapping[str, Any], *, secret_key: str | None = None) -> Keyset:
+    """The keyset in ``token``; ``InvalidPageToken`` unless it was issued for ``scope``."""
+    try:
+        payload = _serializer(secret_key).loads(token)
+    except BadData:
+        raise InvalidPageToken("Not a page token this service issued; start again from the first page.") from None
+    try:
+        if payload["v"] != TOKEN_FORMAT:
+            raise ValueError("another token format")
+        digest = payload["s"]
+        keyset = Keyset(tuple(_decode_value(item) for item in payload["k"]))
+    except (KeyError, TypeError, ValueError):
+        raise InvalidPageToken("This page token is no longer understood; start again from the first page.") from None
+    if digest != scope_digest(scope):
+        raise InvalidPageToken(
+            "This page token belongs to a listing with other filters or another sort; "
+            "send the same parameters as for the first page (only limit and count may change)."
+        )
+    return keyset

@@ -1,0 +1,149 @@
+"""``ListQuery``: a small composable query for listing one model's rows.
+
+Filters, one sort column, a keyset cursor, a limit and an optional count,
+composed step by step; each step returns a new query, so a half-built one can
+be shared. Paging is keyset, never OFFSET: a page starts strictly after the
+``(sort value, tiebreaker)`` of the last row of the page before it, in the
+sort's direction, so its cost does not grow with its depth and rows inserted
+meanwhile are neither repeated nor skipped. The tiebreaker (the primary key)
+follows the sort's direction, so an index on ``(sort column, primary key)``
+serves both directions with and without a cursor.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import ColumnElement, Select, bindparam, func, select, tuple_
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+ModelT = TypeVar("ModelT")
+
+_KEYSET_PARAMETER = "after_keyset_"
+
+
+@functools.lru_cache(maxsize=64)
+def _after(columns: tuple[InstrumentedAttribute[Any], ...], descending: bool) -> ColumnElement[bool]:
+    """``(sort column, tiebreaker) < (:after_keyset_0, :after_keyset_1)`` (``>`` ascending).
+
+    A row-value comparison: one index range scan on PostgreSQL and SQLite
+    alike. Built once per key and direction, the cursor's values bound at
+    execution: building SQL expressions costs more than running this one.
+    """
+    bounds = [bindparam(f"{_KEYSET_PARAMETER}{index}", type_=column.type) for index, column in enumerate(columns)]
+    key: Any = columns[0] if len(columns) == 1 else tuple_(*columns)
+    bound: Any = bounds[0] if len(columns) == 1 else tuple_(*bounds)
+    criterion: ColumnElement[bool] = key < bound if descending else key > bound
+    return criterion
+
+
+@dataclass(frozen=True)
+class SortOrder:
+    """One sort column by attribute name, ascending or descending (``-name``)."""
+
+    field: str
+    descending: bool = False
+
+    @classmethod
+    def parse(cls, text: str) -> SortOrder:
+        """``"created_at"`` is ascending, ``"-created_at"`` descending."""
+        return cls(text[1:], True) if text.startswith("-") else cls(text, False)
+
+    def __str__(self) -> str:
+        return f"-{self.field}" if self.descending else self.field
+
+
+@dataclass(frozen=True)
+class Keyset:
+    """Where a page ends: the sort value and the tiebreaker of its last row."""
+
+    values: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Page(Generic[ModelT]):
+    """One page of rows; ``next_keyset`` is None on the last page."""
+
+    items: list[ModelT]
+    next_keyset: Keyset | None
+    total_count: int | None = None
+
+
+@dataclass(frozen=True)
+class ListQuery(Generic[ModelT]):
+    """Rows of ``model`` that match every criterion, one keyset page at a time."""
+
+    db_session: Session
+    model: type[ModelT]
+    tiebreaker: InstrumentedAttribute[Any]
+    criteria: tuple[ColumnElement[bool], ...] = ()
+    sort_column: InstrumentedAttribute[Any] | None = None
+    descending: bool = False
+    after_keyset: Keyset | None = None
+    row_limit: int | None = None
+
+    def where(self, *criteria: ColumnElement[bool]) -> ListQuery[ModelT]:
+        """Also require every one of ``criteria``."""
+        return replace(self, criteria=self.criteria + criteria)
+
+    def order_by(self, column: InstrumentedAttribute[Any], *, descending: bool = False) -> ListQuery[ModelT]:
+        """Sort by ``column``, ties broken by the tiebreaker in the same direction."""
+        return replace(self, sort_column=column, descending=descending)
+
+    def after(self, keyset: Keyset | None) -> ListQuery[ModelT]:
+        """Start strictly after ``keyset`` in the sort order (None: from the start)."""
+        return replace(self, after_keyset=keyset)
+
+    def limit(self, row_limit: int) -> ListQuery[ModelT]:
+        """At most ``row_limit`` rows a page."""
+        if row_limit < 1:
+            raise ValueError("a page holds at least one row")
+        return replace(self, row_limit=row_limit)
+
+    @property
+    def _key_columns(self) -> tuple[InstrumentedAttribute[Any], ...]:
+        if self.sort_column is None or self.sort_column.key == self.tiebreaker.key:
+            return (self.tiebreaker,)
+        return (self.sort_column, self.tiebreaker)
+
+    def _select(self, *, fetch: int | None = None) -> tuple[Select[Any], dict[str, Any]]:
+        """The SELECT of one page, ``fetch`` rows at most (by default the limit), and its cursor values."""
+        columns = self._key_columns
+        order = [column.desc() if self.descending else column.asc() for column in columns]
+        query = select(self.model).where(*self.criteria)
+        parameters: dict[str, Any] = {}
+        if self.after_keyset is not None:
+            values = self.after_keyset.values
+            if len(values) != len(columns):
+                raise ValueError(f"a keyset of this query has {len(columns)} values, not {len(values)}")
+            query = query.where(_after(columns, self.descending))
+            parameters = {f"{_KEYSET_PARAMETER}{index}": value for index, value in enumerate(values)}
+        return query.order_by(*order).limit(fetch if fetch is not None else self.row_limit), parameters
+
+    def keyset_of(self, row: ModelT) -> Keyset:
+        """The keyset a page ending at ``row`` continues from."""
+        return Keyset(tuple(getattr(row, column.key) for column in self._key_columns))
+
+    def count(self) -> int:
+        """How many rows match the criteria, whatever the cursor and the limit."""
+        query = select(func.count()).select_from(self.model).where(*self.criteria)
+        return int(self.db_session.execute(query).scalar_one())
+
+    def all(self) -> list[ModelT]:
+        """Every row of the page (every row at all without a limit)."""
+        query, parameters = self._select()
+        return list(self.db_session.scalars(query, parameters))
+
+    def page(self, *, with_count: bool = False) -> Page[ModelT]:
+        """One page, and whether another follows: one row more than the limit is
+        fetched, so the last page is known to be the last without a second query."""
+        if self.row_limit is None:
+            raise ValueError("a page needs a limit")
+        query, parameters = self._select(fetch=self.row_limit + 1)
+        rows: Sequence[ModelT] = list(self.db_session.scalars(query, parameters))
+        items = list(rows[: self.row_limit])
+        next_keyset = self.keyset_of(items[-1]) if len(rows) > self.row_limit else None
+        return Page(items, next_keyset, self.count() if with_count else None)

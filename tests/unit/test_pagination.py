@@ -1,0 +1,72 @@
+"""Page tokens on their own: round trip, binding, tampering."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from service.pagination import InvalidPageToken, make_page_token, read_page_token, scope_digest
+from service.repositories import Keyset
+
+KEY = "unit-test-key"
+SCOPE = {"filters": {"email": "a@example.com", "metadata": [["channel", "web"]]}, "sort": "-created_at"}
+KEYSET = Keyset(
+    (datetime(2026, 11, 27, 5, 0, 0, 123456, tzinfo=UTC), uuid.UUID("0b6f8e3c-6d2a-4f6e-9d3b-1f2e3d4c5b6a"))
+)
+
+
+def test_a_token_gives_back_its_keyset_to_the_same_scope() -> None:
+    token = make_page_token(KEYSET, SCOPE, secret_key=KEY)
+    assert read_page_token(token, dict(reversed(SCOPE.items())), secret_key=KEY) == KEYSET
+
+
+def test_a_token_is_url_safe_and_says_nothing_of_the_filters() -> None:
+    token = make_page_token(KEYSET, SCOPE, secret_key=KEY)
+    assert set(token) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
+    assert "example" not in token
+
+
+def test_the_same_page_gets_the_same_token() -> None:
+    assert make_page_token(KEYSET, SCOPE, secret_key=KEY) == make_page_token(KEYSET, SCOPE, secret_key=KEY)
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        {**SCOPE, "sort": "created_at"},
+        {**SCOPE, "filters": {"email": "b@example.com", "metadata": [["channel", "web"]]}},
+        {**SCOPE, "filters": {"email": "a@example.com", "metadata": []}},
+    ],
+)
+def test_a_token_is_refused_for_another_scope(other: dict[str, object]) -> None:
+    token = make_page_token(KEYSET, SCOPE, secret_key=KEY)
+    with pytest.raises(InvalidPageToken) as raised:
+        read_page_token(token, other, secret_key=KEY)
+    assert raised.value.status == 400
+    assert list(raised.value.errors or {}) == ["page_token"]
+
+
+def test_a_token_is_refused_under_another_key() -> None:
+    token = make_page_token(KEYSET, SCOPE, secret_key=KEY)
+    with pytest.raises(InvalidPageToken):
+        read_page_token(token, SCOPE, secret_key="another-key")
+
+
+def test_every_changed_character_is_noticed() -> None:
+    token = make_page_token(KEYSET, SCOPE, secret_key=KEY)
+    for index in range(len(token)):
+        replacement = "A" if token[index] != "A" else "B"
+        with pytest.raises(InvalidPageToken):
+            read_page_token(token[:index] + replacement + token[index + 1 :], SCOPE, secret_key=KEY)
+
+
+def test_the_digest_does_not_depend_on_key_order() -> None:
+    assert scope_digest({"a": 1, "b": [1, 2]}) == scope_digest({"b": [1, 2], "a": 1})
+    assert scope_digest({"a": 1}) != scope_digest({"a": 2})
+
+
+def test_only_datetimes_and_uuids_go_into_a_token() -> None:
+    with pytest.raises(TypeError):
+        make_page_token(Keyset((1.5,)), SCOPE, secret_key=KEY)
