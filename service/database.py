@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, MetaData, event
+from sqlalchemy import Connection, DateTime, Engine, MetaData, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.orm import DeclarativeBase, Session
@@ -28,7 +28,13 @@ NAMING_CONVENTION = {
 }
 
 _SCOPE_DEPTH = "unit_of_work_depth"
-_WRITE_INTENT = "user_sessions_write_intent"
+_UNIT_OF_WORK = "user_sessions_unit_of_work"
+# What a unit of work asks of its connection, per backend (see ``engine_options``
+# and ``configure_engine``): a real transaction, where plain reads run without.
+_UNIT_OF_WORK_OPTIONS = {
+    "postgresql": {_UNIT_OF_WORK: True, "isolation_level": "READ COMMITTED"},
+    "sqlite": {_UNIT_OF_WORK: True},
+}
 
 
 class Base(DeclarativeBase):
@@ -94,6 +100,10 @@ def _backend_engine_options(database_uri: str, config: dict[str, Any]) -> dict[s
     if url.get_backend_name() == "postgresql":
         timeout = config["DB_STATEMENT_TIMEOUT_MS"]
         return {
+            # Reads outside a unit of work are single statements: no BEGIN and
+            # ROLLBACK round trips around them. ``get_db_session()`` asks for a
+            # real transaction.
+            "isolation_level": "AUTOCOMMIT",
             "pool_size": config["DB_POOL_SIZE"],
             "max_overflow": config["DB_MAX_OVERFLOW"],
             "pool_timeout": config["DB_POOL_TIMEOUT"],
@@ -118,7 +128,8 @@ def configure_engine(engine: Engine) -> None:
     readers that both go on to write fail with "database is locked", which no
     busy timeout cures. A unit of work therefore begins ``IMMEDIATE`` (it
     takes the write lock first and queues on the busy timeout), while plain
-    reads begin deferred and, under WAL, never wait for a writer.
+    reads run without a transaction, as on PostgreSQL, and under WAL never
+    wait for a writer.
     """
     if engine.dialect.name != "sqlite":
         return
@@ -134,8 +145,15 @@ def configure_engine(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        immediate = connection.get_execution_options().get(_WRITE_INTENT)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        if connection.get_execution_options().get(_UNIT_OF_WORK):
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def in_transaction(connection: Connection) -> Connection:
+    """``connection`` set to run in a real transaction, as a unit of work does
+    (plain reads run without one); for work outside ``get_db_session()``,
+    such as migrations."""
+    return connection.execution_options(**_UNIT_OF_WORK_OPTIONS.get(connection.dialect.name, {}))
 
 
 @contextmanager
@@ -152,10 +170,11 @@ def get_db_session() -> Iterator[Session]:
     depth = db_session.info.get(_SCOPE_DEPTH, 0)
     if depth == 0:
         if db_session.in_transaction():
-            # End the read-only transaction earlier reads left open, so the
-            # unit of work starts on fresh data and with its write intent.
+            # Let go of the connection earlier reads used, so the unit of work
+            # gets one in a real transaction.
             db_session.commit()
-        db_session.connection(execution_options={_WRITE_INTENT: True})
+        dialect = db_session.get_bind().dialect.name
+        db_session.connection(execution_options=_UNIT_OF_WORK_OPTIONS.get(dialect, {}))
     db_session.info[_SCOPE_DEPTH] = depth + 1
     try:
         if depth:

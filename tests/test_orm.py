@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
+import psycopg
 import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -185,3 +186,28 @@ def test_a_stale_version_cannot_overwrite_a_newer_one() -> None:
     with pytest.raises(StaleDataError), get_db_session() as db_session:
         db_session.add(user_session)
         get_user_session_repository(db_session).update(user_session, {"name": "lost"})
+
+
+def driver_in_transaction() -> bool:
+    """Whether the request's database connection holds an open transaction."""
+    connection = db.session.connection()
+    if connection.dialect.name == "sqlite":
+        return bool(connection.connection.dbapi_connection.in_transaction)  # type: ignore[union-attr]
+    status = connection.connection.dbapi_connection.info.transaction_status  # type: ignore[union-attr]
+    return bool(status != psycopg.pq.TransactionStatus.IDLE)
+
+
+def test_a_read_outside_a_unit_of_work_opens_no_transaction() -> None:
+    """A plain read is one statement: no BEGIN and ROLLBACK round trips, no
+    snapshot held open while the view serialises."""
+    with get_db_session() as db_session:
+        user_session = get_user_session_repository(db_session).create(UserSession())
+    assert get_user_session_repository().get_by_uuid(user_session.uuid) is not None
+    assert not driver_in_transaction()
+
+
+def test_a_unit_of_work_runs_in_a_transaction() -> None:
+    with get_db_session() as db_session:
+        get_user_session_repository(db_session).create(UserSession())
+        assert driver_in_transaction()
+    assert not driver_in_transaction()

@@ -6,7 +6,7 @@ from logging.config import fileConfig
 from alembic import context
 from flask import current_app
 
-from service.database import schema_objects_for
+from service.database import in_transaction, schema_objects_for
 from sqlalchemy import text
 
 config = context.config
@@ -51,7 +51,8 @@ def run_migrations_online():
     configure_args = dict(migrate_extension.configure_args)
     configure_args.setdefault("process_revision_directives", skip_empty_autogenerate)
     configure_args.setdefault("include_object", include_object)
-    with engine.connect() as connection:
+    with engine.connect() as autocommit_connection:
+        connection = in_transaction(autocommit_connection)
         context.configure(
             connection=connection,
             target_metadata=target_metadata,
