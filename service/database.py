@@ -31,7 +31,7 @@ _SCOPE_DEPTH = "unit_of_work_depth"
 _UNIT_OF_WORK = "user_sessions_unit_of_work"
 # What a unit of work asks of its connection, per backend (see ``engine_options``
 # and ``configure_engine``): a real transaction, where plain reads run without.
-_UNIT_OF_WORK_OPTIONS = {
+_UNIT_OF_WORK_OPTIONS: dict[str, dict[str, Any]] = {
     "postgresql": {_UNIT_OF_WORK: True, "isolation_level": "READ COMMITTED"},
     "sqlite": {_UNIT_OF_WORK: True},
 }
