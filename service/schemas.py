@@ -6,7 +6,9 @@ flask-smorest and apispec, write ``openapi.yaml``.
 
 from __future__ import annotations
 
-from datetime import timedelta
+import functools
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, pre_load, validate, validates_schema
@@ -21,6 +23,7 @@ from service.fields import (
     StrictBoolean,
     UTCDateTime,
     WholeNumber,
+    format_datetime,
 )
 from service.fields import unstorable_string as has_unstorable_string
 from service.models import EMAIL_MAX_LENGTH, NAME_MAX_LENGTH
@@ -134,6 +137,52 @@ class UserSessionSchema(Schema):
     expires_at = UTCDateTime(required=True, allow_none=True)
     deleted_at = UTCDateTime(required=True, allow_none=True)
     version = fields.Integer(required=True)
+
+    def dump(self, obj: Any, *, many: bool | None = None) -> Any:
+        """Serialise through a table compiled once from this schema's fields.
+
+        marshmallow's generic dump costs tens of microseconds a session, most
+        of a 500-item page; the table does the same work directly. A test
+        holds the two to the same output.
+        """
+        if self.only or self.exclude:
+            return super().dump(obj, many=many)
+        table = _representation_table(type(self))
+        if self.many if many is None else many:
+            return [{key: convert(getattr(item, attribute)) for key, attribute, convert in table} for item in obj]
+        return {key: convert(getattr(obj, attribute)) for key, attribute, convert in table}
+
+
+_Converter = Callable[[Any], Any]
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _text_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _datetime_or_none(value: datetime | None) -> str | None:
+    return None if value is None else format_datetime(value)
+
+
+@functools.cache
+def _representation_table(schema_class: type[Schema]) -> tuple[tuple[str, str, _Converter], ...]:
+    """``(key, attribute, converter)`` for each field: what ``dump`` does per field, decided once."""
+    table = []
+    for name, field in schema_class().dump_fields.items():
+        if isinstance(field, UTCDateTime):
+            convert: _Converter = _datetime_or_none
+        elif isinstance(field, fields.UUID):
+            convert = _text_or_none
+        elif isinstance(field, fields.String | fields.Boolean | fields.Integer | fields.Dict | IPAddress):
+            convert = _same
+        else:
+            raise TypeError(f"no fast conversion for {type(field).__name__} ({name})")
+        table.append((field.data_key or name, field.attribute or name, convert))
+    return tuple(table)
 
 
 class ReadArgsSchema(StrictSchema):
@@ -266,7 +315,7 @@ class UserSessionListArgsSchema(StrictSchema):
 class UserSessionPageSchema(Schema):
     """A page of ``GET /user-sessions``."""
 
-    items = fields.List(fields.Nested(UserSessionSchema), required=True)
+    items = fields.Nested(UserSessionSchema, many=True, required=True)
     next_page_token = fields.String(
         required=True, allow_none=True, metadata={"description": "The next page's token; null on the last page."}
     )

@@ -88,6 +88,11 @@ class Blueprint(flask_smorest.Blueprint):
         super().__init__(*args, **kwargs)
         self._prepare_doc_cbks.append(self._prepare_request_headers_doc)
 
+    def arguments(self, schema: Any, **kwargs: Any) -> Any:
+        """As flask-smorest's, but a schema class is instantiated once, here:
+        webargs would build (and deep-copy the fields of) a new one per request."""
+        return super().arguments(schema() if isinstance(schema, type) else schema, **kwargs)
+
     @staticmethod
     def request_headers(*names: str) -> Callable[[F], F]:
         """Document request headers the view reads itself (``If-Match``…), by their
