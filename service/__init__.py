@@ -17,7 +17,7 @@ from service.commands import user_sessions_cli
 from service.config import load_config
 from service.database import configure_engine, engine_options
 from service.errors import register_error_handlers
-from service.extensions import ServiceApi, db, migrate
+from service.extensions import LazyMigrate, ServiceApi, db
 from service.logs import configure_logging
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def register_extensions(app: Flask) -> None:
     db.init_app(app)
     with app.app_context():
         configure_engine(db.engine)
-    migrate.init_app(app, db)
+    LazyMigrate(app)
 
 
 def trust_proxies(app: Flask) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flask_migrate import Migrate
+import click
+from flask import Flask
 from flask_smorest import Api
 from flask_sqlalchemy import SQLAlchemy
 
@@ -15,7 +16,45 @@ from service.database import Base
 # Objects outlive their commit: a use case returns what it wrote, and the view
 # serialises it without a second round trip to reload it.
 db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
-migrate = Migrate(directory=str(Path(__file__).parent / "migrations"))
+MIGRATIONS_DIRECTORY = str(Path(__file__).parent / "migrations")
+
+
+class LazyMigrate:
+    """Flask-Migrate, bound to the app only when something asks for it.
+
+    Only ``flask db …`` and tests that migrate need it, and importing it
+    loads Alembic: about 11 MiB in every serving worker for nothing. Until
+    then ``app.extensions["migrate"]`` holds this stand-in, which binds the
+    real extension on first use and hands on every attribute.
+    """
+
+    def __init__(self, app: Flask) -> None:
+        self._app = app
+        app.extensions["migrate"] = self
+        app.cli.add_command(_LazyDatabaseCommands("db", help="Database migrations (Flask-Migrate)."))
+
+    def __getattr__(self, name: str) -> Any:
+        from flask_migrate import Migrate
+
+        Migrate(self._app, db, directory=MIGRATIONS_DIRECTORY)  # replaces this stand-in
+        return getattr(self._app.extensions["migrate"], name)
+
+
+class _LazyDatabaseCommands(click.Group):
+    """``flask db``: Flask-Migrate's command group, imported when it is run."""
+
+    @staticmethod
+    def _commands() -> click.Group:
+        from flask_migrate.cli import db as commands
+
+        group: click.Group = commands
+        return group
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
+        # Hand the whole invocation (options, callback, subcommands) to the real group.
+        return self._commands().make_context(info_name, args, parent=parent, **extra)
 
 
 class ServiceApi(Api):

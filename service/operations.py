@@ -97,8 +97,9 @@ def list_user_sessions(
     limit: int,
     after: Keyset | None = None,
     with_count: bool = False,
-) -> Page[UserSession]:
-    """One page of the sessions that match ``filters``, after ``after`` in ``sort`` order.
+) -> Page[Any]:
+    """One page of the sessions that match ``filters``, after ``after`` in ``sort`` order,
+    as read-only rows with the attributes of a ``UserSession``.
 
     Like a read of one session, it needs no unit of work; the count, when
     asked for, runs on the same database session as the page.

@@ -78,3 +78,13 @@ def test_misuse_is_refused() -> None:
         query.page()
     with pytest.raises(ValueError, match="2 values"):
         query.after(Keyset((utcnow(),))).limit(1).page()
+
+
+def test_rows_read_like_instances_without_tracking_them() -> None:
+    with get_db_session() as db_session:
+        stored = get_user_session_repository(db_session).create(UserSession(name="row", metadata_={"k": "v"}))
+    page = get_user_session_repository().query().rows().limit(5).page()
+    (row,) = page.items
+    assert not isinstance(row, UserSession)
+    assert (row.uuid, row.name, row.metadata_, row.version) == (stored.uuid, "row", {"k": "v"}, 1)
+    assert row.created_at == stored.created_at

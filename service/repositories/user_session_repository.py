@@ -76,13 +76,15 @@ class UserSessionRepository(BaseRepository[UserSession]):
         after: Keyset | None = None,
         with_count: bool = False,
         now: datetime | None = None,
-    ) -> Page[UserSession]:
-        """One keyset page of the sessions that match ``filters``, in ``sort`` order."""
+    ) -> Page[Any]:
+        """One keyset page of the sessions that match ``filters``, in ``sort`` order,
+        as read-only rows with the attributes of a ``UserSession``."""
         return (
             self.filtered(filters, now=now or utcnow())
             .order_by(self.sort_column(sort), descending=sort.descending)
             .after(after)
             .limit(limit)
+            .rows()
             .page(with_count=with_count)
         )
 
