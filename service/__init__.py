@@ -35,6 +35,9 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     """Build the app from ``environ`` (the process environment by default)."""
     app = Flask(__name__, instance_path=str(Path(os.environ.get("INSTANCE_PATH", "instance")).resolve()))
     app.config.update(load_config(os.environ if environ is None else environ), **API_SETTINGS)
+    # Representations keep the contract's field order; sorting every body's
+    # keys is work a client never needs.
+    app.json.sort_keys = False  # type: ignore[attr-defined]
     configure_logging(app)
     trust_proxies(app)
     app.url_map.converters["user_session_uuid"] = UserSessionUUIDConverter

@@ -7,7 +7,9 @@ from datetime import UTC, datetime, timedelta, timezone
 
 from marshmallow import Schema
 
+from service.database import get_db_session
 from service.models import UserSession
+from service.repositories import get_user_session_repository
 from service.schemas import UserSessionPageSchema, UserSessionSchema
 
 
@@ -71,3 +73,12 @@ def test_datetimes_are_utc_with_microseconds_and_four_digit_years() -> None:
     assert dumped["created_at"] == "2026-11-27T05:00:00.123456Z"
     assert dumped["updated_at"] == "2026-11-27T05:00:00.123456Z"
     assert dumped["completed_at"] == "0081-01-02T00:00:00.000000Z"
+
+
+def test_a_listing_row_dumps_like_the_instance(app_context: None) -> None:
+    with get_db_session() as db_session:
+        stored = get_user_session_repository(db_session).create(
+            UserSession(name="row", email="r@example.org", metadata_={"k": [1]}, completed_at=datetime.now(UTC))
+        )
+    (row,) = get_user_session_repository().query().rows().limit(5).page().items
+    assert UserSessionSchema().dump([row], many=True) == [Schema.dump(UserSessionSchema(), stored)]
