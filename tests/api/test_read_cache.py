@@ -644,3 +644,37 @@ def test_a_writer_whose_breaker_is_open_still_invalidates(make_cached_app: MakeA
     assert writer_app.test_client().patch(path(created), json={"name": "new"}).status_code == 200
     assert reader.get(path(created)).get_json()["name"] == "new"
     assert link.available(), "the invalidation went through: the breaker closed"
+
+
+def test_an_entry_this_code_did_not_write_is_a_miss_and_is_replaced(
+    cached_client: FlaskClient, store: redis.Redis
+) -> None:
+    created = create(cached_client)
+    store.set(entry_key(created), b"not an entry", px=10_000)
+    counts = CacheCounts()
+    assert cached_client.get(path(created)).get_json() == created
+    assert cached_client.get(path(created)).get_json() == created
+    assert counts.since() == {"hit": 1, "miss": 1, "error": 0}
+
+
+def test_invalidation_works_when_redis_is_out_of_memory(make_cached_app: MakeApp) -> None:
+    """Under ``noeviction`` Redis refuses new data, never deletions: stores
+    fail (counted), invalidations still drop entries and raise fences."""
+    private = PrivateRedis()
+    private.start()
+    try:
+        client = make_cached_app(private.url, REDIS_RETRY_INTERVAL="0").test_client()
+        created = create(client)
+        _read_twice(client, created)
+        admin = redis.Redis.from_url(private.url)
+        admin.config_set("maxmemory-policy", "noeviction")
+        admin.config_set("maxmemory", 1)
+        _patch(client, created)
+        assert admin.get(entry_key(created)) is None
+        assert admin.get(fence_key(created)) == b"2"
+        counts = CacheCounts()
+        assert client.get(path(created)).get_json()["name"] == "patched"
+        assert counts.since() == {"hit": 0, "miss": 1, "error": 0}
+        assert admin.get(entry_key(created)) is None, "the store was refused"
+    finally:
+        private.stop()
