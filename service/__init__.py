@@ -10,7 +10,7 @@ from pathlib import Path
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from service import auth, cache, correlation, observability, ratelimit
+from service import auth, cache, cache_invalidation, correlation, observability, ratelimit, user_session_cache
 from service.api import register_blueprints
 from service.api.converters import UserSessionUUIDConverter
 from service.commands import user_sessions_cli
@@ -66,6 +66,7 @@ def register_extensions(app: Flask) -> None:
     with app.app_context():
         configure_engine(db.engine)
     LazyMigrate(app)
+    cache_invalidation.install(db.session)
 
 
 def trust_proxies(app: Flask) -> None:
@@ -80,6 +81,7 @@ def register_request_hooks(app: Flask) -> None:
     correlation.init_app(app)
     observability.init_app(app)
     cache.init_app(app)
+    user_session_cache.init_app(app)
     ratelimit.init_app(app)
     auth.init_app(app)
 

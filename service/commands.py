@@ -8,14 +8,15 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 import click
 from flask.cli import AppGroup
-from sqlalchemy import CursorResult, delete, func, or_, select, text
+from sqlalchemy import delete, func, or_, select, text
 from sqlalchemy.exc import DBAPIError
 
 from service import idempotency
+from service.cache_invalidation import RECORDED, record_write
 from service.database import get_db_session, utcnow
 from service.extensions import db
 from service.models import UserSession
@@ -104,8 +105,17 @@ def purge_user_sessions(cutoff: datetime, *, progress: bool = False) -> int:
                 if not uuids:
                     break
                 # The condition again: a session restored since the SELECT is kept.
-                result = db_session.execute(delete(UserSession).where(UserSession.uuid.in_(uuids), gone))
-            erased += cast("CursorResult[Any]", result).rowcount
+                statement = (
+                    delete(UserSession)
+                    .where(UserSession.uuid.in_(uuids), gone)
+                    .returning(UserSession.uuid)
+                    .execution_options(**RECORDED)
+                )
+                purged = list(db_session.scalars(statement))
+                for user_session_uuid in purged:
+                    record_write(db_session, user_session_uuid, None)
+            # Committed: the cache forgets the batch (service.cache_invalidation).
+            erased += len(purged)
             if progress:
                 bar.update(len(uuids))
     return erased

@@ -14,6 +14,7 @@ from service.api.conditional import if_match_precondition, not_modified
 from service.api.idempotency import idempotent
 from service.api.listing import listing_filters, listing_scope
 from service.api.parser import Blueprint
+from service.api.read_through import read_live_representation, representation_response
 from service.models import UserSession
 from service.pagination import PAGE_TOKEN_PARAMETER, make_page_token, read_page_token
 from service.repositories import SortOrder
@@ -129,10 +130,16 @@ class UserSessionItem(MethodView):
     @blp.alt_response(304, description="`If-None-Match` names the current `ETag`; no body.", headers={"ETag": "ETag"})
     def get(self, args: dict[str, Any], user_session_uuid: uuid.UUID) -> Any:
         """Read a user session."""
-        user_session = operations.read_user_session(user_session_uuid, include_deleted=args["include_deleted"])
-        if not_modified(user_session.etag):
-            return Response(status=304, headers={"ETag": user_session.etag})
-        return user_session, 200, {"ETag": user_session.etag}
+        if args["include_deleted"]:
+            # Deleted and expired sessions are never cached: read them from the database.
+            user_session = operations.read_user_session(user_session_uuid, include_deleted=True)
+            if not_modified(user_session.etag):
+                return Response(status=304, headers={"ETag": user_session.etag})
+            return user_session, 200, {"ETag": user_session.etag}
+        representation = read_live_representation(user_session_uuid)
+        if not_modified(representation.etag):
+            return Response(status=304, headers={"ETag": representation.etag})
+        return representation_response(representation)
 
     @blp.doc(operationId="updateUserSession")
     @blp.request_headers("If-Match")

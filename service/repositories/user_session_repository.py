@@ -12,6 +12,7 @@ from sqlalchemy import ColumnElement, exists, func, literal, not_, select, type_
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import InstrumentedAttribute
 
+from service.cache_invalidation import RECORDED, record_write
 from service.database import utcnow
 from service.models import UserSession
 from service.repositories.base_repository import BaseRepository
@@ -178,7 +179,8 @@ class UserSessionRepository(BaseRepository[UserSession]):
         concurrent checks can never be judged more than the maximum. Returns the
         code hash, the e-mail it was issued for and the new count, or None when
         no attempt may be judged. ``version`` is bumped here by hand: the ORM's
-        version counter does not see Core UPDATEs.
+        version counter does not see Core UPDATEs (nor does the cache
+        invalidation, which is told here).
         """
         statement = (
             update(UserSession)
@@ -199,14 +201,16 @@ class UserSessionRepository(BaseRepository[UserSession]):
                 UserSession.email,
                 UserSession.verification_attempts,
                 UserSession.max_verification_attempts,
+                UserSession.version,
             )
-            .execution_options(synchronize_session=False)
+            .execution_options(synchronize_session=False, **RECORDED)
         )
         row = self.db_session.execute(statement).first()
         if row is None:
             return None
-        code_hash, email, attempts, max_attempts = row
+        code_hash, email, attempts, max_attempts, version = row
         assert code_hash is not None  # the WHERE clause requires it
+        record_write(self.db_session, user_session_uuid, version)
         return VerificationAttempt(code_hash, email, attempts, max_attempts)
 
     def mark_email_verified(self, user_session_uuid: uuid.UUID, *, now: datetime) -> None:
@@ -221,6 +225,9 @@ class UserSessionRepository(BaseRepository[UserSession]):
                 verification_expires_at=None,
                 updated_at=now,
             )
-            .execution_options(synchronize_session=False)
+            .returning(UserSession.version)
+            .execution_options(synchronize_session=False, **RECORDED)
         )
-        self.db_session.execute(statement)
+        version = self.db_session.execute(statement).scalar()
+        if version is not None:
+            record_write(self.db_session, user_session_uuid, version)

@@ -12,6 +12,7 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import select, update
 
+from service.cache_invalidation import RECORDED, record_write
 from service.extensions import db
 from service.models import IdempotencyRecord, UserSession
 
@@ -26,9 +27,17 @@ def stored_user_session(app: Flask, user_session_uuid: str) -> Any:
 
 
 def set_user_session(app: Flask, user_session_uuid: str, **values: Any) -> None:
-    """Overwrite columns of a stored session, committed."""
+    """Overwrite columns of a stored session, committed (and invalidated in ``app``'s cache)."""
     with app.app_context():
-        db.session.execute(update(UserSession).where(UserSession.uuid == uuid.UUID(user_session_uuid)).values(**values))
+        statement = (
+            update(UserSession)
+            .where(UserSession.uuid == uuid.UUID(user_session_uuid))
+            .values(**values)
+            .returning(UserSession.version)
+            .execution_options(**RECORDED)
+        )
+        version = db.session.execute(statement).scalar_one()
+        record_write(db.session(), uuid.UUID(user_session_uuid), version)
         db.session.commit()
 
 

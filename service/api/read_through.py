@@ -1,0 +1,52 @@
+"""``GET /user-sessions/{uuid}`` through the cache: a hit is one Redis GET,
+no database, no ORM, no schema dump; a miss reads the database and offers
+the body it built to the cache.
+
+The body is built here, on the miss, exactly as flask-smorest builds it for
+``@blp.response`` (``jsonify`` of the schema's dump), so a hit and the
+uncached path answer the same bytes.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from flask import Response, jsonify
+
+from service import operations
+from service.errors import UserSessionNotFound
+from service.models import UserSession
+from service.schemas import UserSessionSchema
+from service.user_session_cache import CONTENT_TYPE, Representation, epoch_microseconds, now_us, user_session_cache
+
+_SCHEMA = UserSessionSchema()
+
+
+def render(user_session: UserSession) -> Representation:
+    """The 200 representation of ``user_session``, as the uncached path serialises it."""
+    body = jsonify(_SCHEMA.dump(user_session)).get_data()
+    expires_at = user_session.expires_at
+    return Representation(user_session.version, None if expires_at is None else epoch_microseconds(expires_at), body)
+
+
+def read_live_representation(user_session_uuid: uuid.UUID) -> Representation:
+    """The live session's representation: cached, else read and offered to the cache.
+
+    A cached entry whose ``expires_at`` has passed is a 404 without a database
+    read: the session counts as deleted from that instant, cached or not.
+    """
+    cache = user_session_cache()
+    if cache is not None:
+        cached = cache.lookup(user_session_uuid)
+        if cached is not None:
+            if cached.expired(now_us()):
+                raise UserSessionNotFound()
+            return cached
+    representation = render(operations.read_user_session(user_session_uuid))
+    if cache is not None:
+        cache.store(user_session_uuid, representation)
+    return representation
+
+
+def representation_response(representation: Representation) -> Response:
+    return Response(representation.body, mimetype=CONTENT_TYPE, headers={"ETag": representation.etag})

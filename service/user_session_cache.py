@@ -1,0 +1,226 @@
+"""The read-through cache of ``GET /user-sessions/{uuid}``, shared in Redis by
+every worker and instance.
+
+An entry is the exact response body of a live session, with the version and
+``expires_at`` it was read at, so a hit answers without the ORM or a schema
+dump. Entries live ``CACHE_TTL`` seconds at most (less when the session
+expires sooner).
+
+No stale read after an acknowledged write: every write, once committed and
+before it is answered, *invalidates* its sessions (``service.cache_invalidation``):
+it deletes the entry and raises the session's *fence* to the version it
+committed (``gone`` for an erased session). A reader stores what it read only
+through a Lua script that refuses a version below the fence or below the
+entry already there. So the classic race (a reader misses, reads version 1,
+a writer commits version 2 and invalidates, then the reader stores version 1)
+ends with the store refused. A fence outlives any request that could have
+read before the write (``FENCE_SECONDS``); ``gone`` is never lowered, so a
+reader of an erased session cannot bring it back, even if its uuid is created
+again meanwhile (that new session is read from the database until the fence
+lapses).
+
+Redis is optional: every call goes through the app's ``RedisLink`` (short
+timeout, no retries, a breaker), a failure is counted and the caller carries
+on with the database. Reads respect the breaker; invalidations try Redis even
+while it is open, since an invalidation skipped on one instance would let
+every other instance serve the old version. Only an invalidation that cannot
+reach Redis leaves a stale entry, for ``CACHE_TTL`` at most.
+
+Keys hold the session uuid in a hash tag, so an entry and its fence share a
+Redis Cluster slot, as a script's keys must.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import redis
+from flask import Flask, current_app
+
+from service import metrics
+from service.cache import RedisLink, redis_link
+
+EXTENSION = "user_session_cache"
+KEY_PREFIX = "user-sessions:v1"
+# Longer than any request may run (gunicorn's worker timeout is 30 s): a
+# reader that read before a write cannot store after the write's fence lapsed.
+FENCE_SECONDS = 60
+# The fence of an erased session: no version passes it.
+GONE = "gone"
+CONTENT_TYPE = "application/json"
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_NO_EXPIRY = b"-"
+
+# KEYS: entry, fence. ARGV: version, entry lifetime (ms), entry value.
+# Stores only a version at or above the fence and above the entry there.
+_STORE = """
+local version = tonumber(ARGV[1])
+local fence = redis.call('GET', KEYS[2])
+if fence and (fence == 'gone' or tonumber(fence) > version) then
+  return 0
+end
+local stored = string.match(redis.call('GETRANGE', KEYS[1], 0, 20), '^(%d+)\\n')
+if stored and tonumber(stored) >= version then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[2])
+return 1
+"""
+
+# KEYS: entry and fence of each session, in pairs. ARGV: fence lifetime (ms),
+# then each session's committed version, or 'gone'.
+# Deletes every entry first, then raises each fence; a fence is never lowered.
+# (Redis out of memory under ``noeviction`` refuses a script's first write
+# only if it is a SET: DEL goes first, and the fences follow it.)
+_INVALIDATE = """
+local sessions = #KEYS / 2
+for i = 1, sessions do
+  redis.call('DEL', KEYS[2 * i - 1])
+end
+for i = 1, sessions do
+  local fence_key, fence = KEYS[2 * i], ARGV[i + 1]
+  local current = redis.call('GET', fence_key)
+  if current == 'gone' then
+    fence = 'gone'
+  elseif current and fence ~= 'gone' and tonumber(current) > tonumber(fence) then
+    fence = current
+  end
+  redis.call('SET', fence_key, fence, 'PX', ARGV[1])
+end
+return sessions
+"""
+
+
+def epoch_microseconds(moment: datetime) -> int:
+    """An aware datetime as whole microseconds since the epoch (exact, no float)."""
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+@dataclass(frozen=True)
+class Representation:
+    """The 200 body of a live session, with what a response and the cache need of it."""
+
+    version: int
+    expires_at_us: int | None
+    body: bytes
+
+    @property
+    def etag(self) -> str:
+        return f'"{self.version}"'
+
+    def expired(self, now_us: int) -> bool:
+        """Past ``expires_at``: the session counts as deleted (as ``UserSession.is_live``)."""
+        return self.expires_at_us is not None and self.expires_at_us <= now_us
+
+    def encode(self) -> bytes:
+        """``version\\nexpires_at_us or -\\n`` and the body, as stored in Redis."""
+        expires = _NO_EXPIRY if self.expires_at_us is None else str(self.expires_at_us).encode()
+        return b"%d\n%s\n%s" % (self.version, expires, self.body)
+
+    @classmethod
+    def decode(cls, value: bytes) -> Representation | None:
+        """The stored entry, or None when it is not one this code wrote."""
+        try:
+            version, expires, body = value.split(b"\n", 2)
+            return cls(int(version), None if expires == _NO_EXPIRY else int(expires), body)
+        except ValueError:
+            return None
+
+
+class UserSessionCache:
+    """Lookups, fenced stores and invalidations of session representations."""
+
+    def __init__(self, link: RedisLink, *, ttl_seconds: int) -> None:
+        self.link = link
+        self.ttl_ms = ttl_seconds * 1000
+        self.fence_ms = FENCE_SECONDS * 1000
+        self._store = link.client.register_script(_STORE)
+        self._invalidate = link.client.register_script(_INVALIDATE)
+
+    @staticmethod
+    def entry_key(user_session_uuid: uuid.UUID) -> str:
+        return f"{KEY_PREFIX}:{{{user_session_uuid}}}"
+
+    @staticmethod
+    def fence_key(user_session_uuid: uuid.UUID) -> str:
+        return f"{KEY_PREFIX}:{{{user_session_uuid}}}:fence"
+
+    def lookup(self, user_session_uuid: uuid.UUID) -> Representation | None:
+        """The cached representation, or None (a miss, Redis down, or its breaker open)."""
+        if not self.link.available():
+            metrics.record_cache_request("error")
+            return None
+        try:
+            value = self.link.client.get(self.entry_key(user_session_uuid))
+        except redis.RedisError as error:
+            self.link.failed("cache_lookup", error)
+            metrics.record_cache_request("error")
+            return None
+        self.link.succeeded()
+        representation = Representation.decode(value) if isinstance(value, bytes) else None
+        metrics.record_cache_request("miss" if representation is None else "hit")
+        return representation
+
+    def store(self, user_session_uuid: uuid.UUID, representation: Representation) -> bool:
+        """Keep ``representation`` unless the fence or a newer entry forbids it; True when kept."""
+        lifetime_ms = self.ttl_ms
+        if representation.expires_at_us is not None:
+            lifetime_ms = min(lifetime_ms, (representation.expires_at_us - now_us()) // 1000)
+            if lifetime_ms <= 0:
+                return False
+        if not self.link.available():
+            return False
+        try:
+            stored = self._store(
+                keys=[self.entry_key(user_session_uuid), self.fence_key(user_session_uuid)],
+                args=[representation.version, lifetime_ms, representation.encode()],
+            )
+        except redis.RedisError as error:
+            self.link.failed("cache_store", error)
+            return False
+        self.link.succeeded()
+        return bool(stored)
+
+    def invalidate(self, versions: Mapping[uuid.UUID, int | None]) -> bool:
+        """Drop the entries of sessions committed at these versions (None: erased)
+        and fence off older ones. Tries Redis whatever its breaker says; True when
+        Redis took it."""
+        if not versions:
+            return True
+        keys: list[str] = []
+        args: list[int | str] = [self.fence_ms]
+        for user_session_uuid, version in versions.items():
+            keys += [self.entry_key(user_session_uuid), self.fence_key(user_session_uuid)]
+            args.append(GONE if version is None else version)
+        try:
+            self._invalidate(keys=keys, args=args)
+        except redis.RedisError as error:
+            # Counted and logged by the link; the entries lapse within CACHE_TTL.
+            self.link.failed("cache_invalidate", error)
+            return False
+        self.link.succeeded()
+        return True
+
+
+def now_us() -> int:
+    """The wall clock in epoch microseconds: what a cached ``expires_at`` is judged by."""
+    return time.time_ns() // 1000
+
+
+def init_app(app: Flask) -> None:
+    """Make the cache when Redis is configured (after ``service.cache.init_app``)."""
+    link = redis_link(app)
+    if link is not None:
+        app.extensions[EXTENSION] = UserSessionCache(link, ttl_seconds=app.config["CACHE_TTL"])
+
+
+def user_session_cache(app: Flask | None = None) -> UserSessionCache | None:
+    """The app's cache, or None when ``REDIS_URL`` is unset."""
+    cache: UserSessionCache | None = (app or current_app).extensions.get(EXTENSION)
+    return cache
