@@ -7,7 +7,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from flask import Flask
+from flask import Flask, Request, Response
+from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from service import auth, cache, cache_invalidation, correlation, observability, ratelimit, user_session_cache
@@ -31,6 +32,17 @@ API_SETTINGS = {
 }
 
 
+class NoCookieSessions(SessionInterface):
+    """The API keeps no state in cookies: skip Flask's signed-cookie session,
+    which would otherwise be opened on every request."""
+
+    def open_session(self, app: Flask, request: Request) -> None:
+        return None
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        return None
+
+
 def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     """Build the app from ``environ`` (the process environment by default)."""
     app = Flask(__name__, instance_path=str(Path(os.environ.get("INSTANCE_PATH", "instance")).resolve()))
@@ -38,6 +50,7 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     # Representations keep the contract's field order; sorting every body's
     # keys is work a client never needs.
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.session_interface = NoCookieSessions()
     configure_logging(app)
     trust_proxies(app)
     app.url_map.converters["user_session_uuid"] = UserSessionUUIDConverter

@@ -30,6 +30,11 @@ def only_on(dialect: str, index: Index) -> Index:
     return index.ddl_if(dialect=dialect)
 
 
+def entity_tag(version: int) -> str:
+    """A session's strong entity tag: its version in quotes (``"7"``)."""
+    return f'"{version}"'
+
+
 class UserSession(Base):
     """A session of the agent backend, with its e-mail verification state.
 
@@ -85,7 +90,7 @@ class UserSession(Base):
     @property
     def etag(self) -> str:
         """The strong entity tag: the version in quotes."""
-        return f'"{self.version}"'
+        return entity_tag(self.version)
 
     def is_live(self, now: datetime) -> bool:
         """Neither soft-deleted nor past its ``expires_at``."""

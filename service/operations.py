@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from marshmallow import ValidationError
+from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
 
 from service.database import get_db_session, utcnow
@@ -81,13 +82,16 @@ def create_user_session(fields: Mapping[str, Any]) -> UserSession:
         raise UserSessionAlreadyExists() from None
 
 
-def read_user_session(user_session_uuid: uuid.UUID, *, include_deleted: bool = False) -> UserSession:
-    """The session, or ``UserSessionNotFound`` when it is missing, deleted or expired.
+def read_user_session(user_session_uuid: uuid.UUID, *, include_deleted: bool = False) -> Row[Any]:
+    """The session as a read-only row with a ``UserSession``'s attributes, or
+    ``UserSessionNotFound`` when it is missing, deleted or expired.
 
-    A read needs no unit of work: it writes nothing, and the request's session
-    is closed at teardown.
+    A read needs no unit of work: it writes nothing, and runs as one statement.
     """
-    return _find(get_user_session_repository(), user_session_uuid, include_deleted=include_deleted)
+    row = get_user_session_repository().read_by_uuid(user_session_uuid, include_deleted=include_deleted)
+    if row is None:
+        raise UserSessionNotFound()
+    return row
 
 
 def list_user_sessions(

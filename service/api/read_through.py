@@ -10,8 +10,10 @@ uncached path answer the same bytes.
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from flask import Response, jsonify
+from sqlalchemy import Row
 
 from service import operations
 from service.errors import UserSessionNotFound
@@ -22,7 +24,7 @@ from service.user_session_cache import CONTENT_TYPE, Representation, epoch_micro
 _SCHEMA = UserSessionSchema()
 
 
-def render(user_session: UserSession) -> Representation:
+def render(user_session: UserSession | Row[Any]) -> Representation:
     """The 200 representation of ``user_session``, as the uncached path serialises it."""
     body = jsonify(_SCHEMA.dump(user_session)).get_data()
     expires_at = user_session.expires_at

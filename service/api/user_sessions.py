@@ -15,7 +15,7 @@ from service.api.idempotency import idempotent
 from service.api.listing import listing_filters, listing_scope
 from service.api.parser import Blueprint
 from service.api.read_through import read_live_representation, representation_response
-from service.models import UserSession
+from service.models import UserSession, entity_tag
 from service.pagination import PAGE_TOKEN_PARAMETER, make_page_token, read_page_token
 from service.repositories import SortOrder
 from service.schemas import (
@@ -133,9 +133,10 @@ class UserSessionItem(MethodView):
         if args["include_deleted"]:
             # Deleted and expired sessions are never cached: read them from the database.
             user_session = operations.read_user_session(user_session_uuid, include_deleted=True)
-            if not_modified(user_session.etag):
-                return Response(status=304, headers={"ETag": user_session.etag})
-            return user_session, 200, {"ETag": user_session.etag}
+            etag = entity_tag(user_session.version)
+            if not_modified(etag):
+                return Response(status=304, headers={"ETag": etag})
+            return user_session, 200, {"ETag": etag}
         representation = read_live_representation(user_session_uuid)
         if not_modified(representation.etag):
             return Response(status=304, headers={"ETag": representation.etag})

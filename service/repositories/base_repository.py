@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, inspect, literal, select
+from sqlalchemy import ColumnElement, Row, inspect, literal, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from service.database import Base
-from service.repositories.query import ListQuery
+from service.repositories.query import ListQuery, attribute_columns
 
 ModelT = TypeVar("ModelT", bound=Base)
 
@@ -49,6 +49,15 @@ class BaseRepository(Generic[ModelT]):
         read-modify-write cannot interleave with another writer's.
         """
         return self.db_session.get(self.model, identity, populate_existing=True, with_for_update=for_update)
+
+    def read_by_id(self, identity: Any, *criteria: ColumnElement[bool]) -> Row[Any] | None:
+        """The row with this primary key (and ``criteria``) as a plain, read-only
+        row carrying the model's attributes by name: no ORM instance to build,
+        for reads that are only serialised."""
+        model: Any = self.model
+        query = select(*attribute_columns(model)).where(self._primary_key == identity, *criteria)
+        row: Row[Any] | None = self.db_session.execute(query).first()
+        return row
 
     def exists(self, identity: Any) -> bool:
         """Whether a row with this primary key exists, without loading it."""

@@ -41,7 +41,7 @@ def _after(columns: tuple[InstrumentedAttribute[Any], ...], descending: bool) ->
 
 
 @functools.cache
-def _attribute_columns(model: Any) -> tuple[ColumnElement[Any], ...]:
+def attribute_columns(model: Any) -> tuple[ColumnElement[Any], ...]:
     """Every mapped column of ``model``, labelled with its attribute name
     (``metadata_``, not ``metadata``), so a row reads like an instance."""
     return tuple(attribute.expression.label(attribute.key) for attribute in inspect(model).column_attrs)
@@ -128,7 +128,7 @@ class ListQuery(Generic[ModelT]):
         columns = self._key_columns
         order = [column.desc() if self.descending else column.asc() for column in columns]
         projection: Any = self.model
-        query = select(*_attribute_columns(projection)) if self.as_rows else select(projection)
+        query = select(*attribute_columns(projection)) if self.as_rows else select(projection)
         query = query.where(*self.criteria)
         parameters: dict[str, Any] = {}
         if self.after_keyset is not None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, exists, func, literal, not_, select, type_coerce, update
+from sqlalchemy import ColumnElement, Row, exists, func, literal, not_, select, type_coerce, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -155,6 +155,14 @@ class UserSessionRepository(BaseRepository[UserSession]):
         if user_session is None or include_deleted or user_session.is_live(now or utcnow()):
             return user_session
         return None
+
+    def read_by_uuid(
+        self, user_session_uuid: uuid.UUID, *, include_deleted: bool = False, now: datetime | None = None
+    ) -> Row[Any] | None:
+        """The session as a read-only row (see ``read_by_id``), or None when it
+        is missing (or not live): one statement, liveness judged in SQL."""
+        criteria = () if include_deleted else (UserSession.live_clause(now or utcnow()),)
+        return self.read_by_id(user_session_uuid, *criteria)
 
     def soft_delete(self, user_session: UserSession, *, now: datetime) -> UserSession:
         """Mark the session deleted; it stays restorable until purged."""
