@@ -97,8 +97,8 @@ class UserSession(Base):
         return self.deleted_at is None and (self.expires_at is None or self.expires_at > now)
 
     @classmethod
-    def live_clause(cls, now: datetime) -> ColumnElement[bool]:
-        """SQL twin of :meth:`is_live`."""
+    def live_clause(cls, now: datetime | ColumnElement[datetime]) -> ColumnElement[bool]:
+        """SQL twin of :meth:`is_live`; ``now`` may be a bound parameter."""
         return and_(cls.deleted_at.is_(None), or_(cls.expires_at.is_(None), cls.expires_at > now))
 
     def __repr__(self) -> str:

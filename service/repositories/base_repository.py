@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Row, inspect, literal, select
+from sqlalchemy import ColumnElement, Row, Select, bindparam, inspect, literal, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from service.database import Base
 from service.repositories.query import ListQuery, attribute_columns
 
 ModelT = TypeVar("ModelT", bound=Base)
+
+
+@functools.cache
+def _read_by_id_statement(model: Any) -> Select[Any]:
+    primary_key = inspect(model).primary_key[0]
+    return select(*attribute_columns(model)).where(primary_key == bindparam("identity"))
 
 
 class BaseRepository(Generic[ModelT]):
@@ -50,13 +57,17 @@ class BaseRepository(Generic[ModelT]):
         """
         return self.db_session.get(self.model, identity, populate_existing=True, with_for_update=for_update)
 
-    def read_by_id(self, identity: Any, *criteria: ColumnElement[bool]) -> Row[Any] | None:
-        """The row with this primary key (and ``criteria``) as a plain, read-only
-        row carrying the model's attributes by name: no ORM instance to build,
-        for reads that are only serialised."""
+    def read_by_id(self, identity: Any) -> Row[Any] | None:
+        """The row with this primary key as a plain, read-only row carrying the
+        model's attributes by name: no ORM instance to build, for reads that
+        are only serialised."""
         model: Any = self.model
-        query = select(*attribute_columns(model)).where(self._primary_key == identity, *criteria)
-        row: Row[Any] | None = self.db_session.execute(query).first()
+        return self.read_one(_read_by_id_statement(model), identity=identity)
+
+    def read_one(self, statement: Select[Any], **parameters: Any) -> Row[Any] | None:
+        """The first row of a prepared ``statement`` (see ``read_by_id``), its
+        parameters bound at execution: building SQL costs more than running it."""
+        row: Row[Any] | None = self.db_session.execute(statement, parameters).first()
         return row
 
     def exists(self, identity: Any) -> bool:

@@ -8,15 +8,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, Row, exists, func, literal, not_, select, type_coerce, update
+from sqlalchemy import ColumnElement, Row, bindparam, exists, func, literal, not_, select, type_coerce, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import InstrumentedAttribute
 
 from service.cache_invalidation import RECORDED, record_write
-from service.database import utcnow
+from service.database import UTCDateTime, utcnow
 from service.models import UserSession
 from service.repositories.base_repository import BaseRepository
-from service.repositories.query import Keyset, ListQuery, Page, SortOrder
+from service.repositories.query import Keyset, ListQuery, Page, SortOrder, attribute_columns
 
 
 class DeletedFilter(enum.StrEnum):
@@ -46,6 +46,11 @@ class UserSessionFilters:
     updated_before: datetime | None = None
     deleted: DeletedFilter = DeletedFilter.EXCLUDE
     metadata: tuple[tuple[str, str], ...] = ()
+
+
+_READ_LIVE = select(*attribute_columns(UserSession)).where(
+    UserSession.uuid == bindparam("identity"), UserSession.live_clause(bindparam("now", type_=UTCDateTime()))
+)
 
 
 class VerificationAttempt(NamedTuple):
@@ -161,8 +166,9 @@ class UserSessionRepository(BaseRepository[UserSession]):
     ) -> Row[Any] | None:
         """The session as a read-only row (see ``read_by_id``), or None when it
         is missing (or not live): one statement, liveness judged in SQL."""
-        criteria = () if include_deleted else (UserSession.live_clause(now or utcnow()),)
-        return self.read_by_id(user_session_uuid, *criteria)
+        if include_deleted:
+            return self.read_by_id(user_session_uuid)
+        return self.read_one(_READ_LIVE, identity=user_session_uuid, now=now or utcnow())
 
     def soft_delete(self, user_session: UserSession, *, now: datetime) -> UserSession:
         """Mark the session deleted; it stays restorable until purged."""
