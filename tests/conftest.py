@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -109,3 +109,20 @@ def live_server(live_database_url: str, tmp_path_factory: pytest.TempPathFactory
     server = start_gunicorn(live_database_url, tmp_path_factory.mktemp("live") / "gunicorn.log")
     yield server
     server.stop()
+
+
+@pytest.fixture
+def make_configured_app(app: Flask, database_url: str) -> Iterator[Callable[..., Flask]]:
+    """Builds apps with extra settings on the test database, disposing their
+    engines afterwards (``app`` empties the tables)."""
+    made: list[Flask] = []
+
+    def make(**settings: str) -> Flask:
+        configured = make_app(database_url, **settings)
+        made.append(configured)
+        return configured
+
+    yield make
+    for configured in made:
+        with configured.app_context():
+            db.engine.dispose()

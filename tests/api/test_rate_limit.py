@@ -6,7 +6,7 @@ from __future__ import annotations
 import secrets
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import redis
@@ -14,10 +14,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from service import metrics
-from service.extensions import db
 from service.ratelimit import REDIS_KEY_PREFIX
 from tests.api.helpers import assert_problem
-from tests.conftest import make_app
 from tests.redisdb import PrivateRedis, shared_redis_url, unreachable_redis_url
 
 MakeApp = Callable[..., Flask]
@@ -28,19 +26,13 @@ def new_key() -> str:
 
 
 @pytest.fixture
-def make_limited_app(app: Flask, database_url: str) -> Iterator[MakeApp]:
-    """Builds apps with a rate limit on the test database (``app`` empties it afterwards)."""
-    made: list[Flask] = []
+def make_limited_app(make_configured_app: MakeApp) -> MakeApp:
+    """Builds apps with a rate limit on the test database."""
 
     def make(limit: str, **settings: str) -> Flask:
-        limited = make_app(database_url, RATE_LIMIT=limit, **settings)
-        made.append(limited)
-        return limited
+        return make_configured_app(RATE_LIMIT=limit, **settings)
 
-    yield make
-    for limited in made:
-        with limited.app_context():
-            db.engine.dispose()
+    return make
 
 
 def read(client: FlaskClient, key: str | None = None, **headers: str) -> int:

@@ -37,7 +37,6 @@ from service.user_session_cache import (
     user_session_cache,
 )
 from tests.api.helpers import assert_problem
-from tests.conftest import make_app
 from tests.redisdb import PrivateRedis, shared_redis_url, unreachable_redis_url
 
 MakeApp = Callable[..., Flask]
@@ -45,26 +44,20 @@ SAME_CORRELATION = {"X-Correlation-ID": "cache-test"}
 
 
 @pytest.fixture
-def make_cached_app(app: Flask, database_url: str) -> Iterator[MakeApp]:
-    """Builds apps with a Redis cache on the test database (``app`` empties it afterwards).
+def make_cached_app(make_configured_app: MakeApp) -> MakeApp:
+    """Builds apps with a Redis cache on the test database.
 
     Without ``redis_url`` they use the shared test Redis: skipped when
     ``TEST_REDIS_URL`` is unset, failing when it is set and does not answer.
     """
-    made: list[Flask] = []
 
     def make(redis_url: str | None = None, **settings: str) -> Flask:
         if redis_url is None:
             redis_url = shared_redis_url()
             redis.Redis.from_url(redis_url, socket_timeout=2).ping()
-        cached = make_app(database_url, REDIS_URL=redis_url, **settings)
-        made.append(cached)
-        return cached
+        return make_configured_app(REDIS_URL=redis_url, **settings)
 
-    yield make
-    for cached in made:
-        with cached.app_context():
-            db.engine.dispose()
+    return make
 
 
 @pytest.fixture
