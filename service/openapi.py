@@ -143,8 +143,8 @@ PARAMETERS: dict[str, dict[str, Any]] = {
         "description": "Makes the POST safe to retry. A retry with the same key and the same JSON body within "
         f"{IDEMPOTENCY_RETENTION} replays the first response (adding `Idempotent-Replayed: true`); the same "
         "key with another body is a 422; a retry while the first is in flight is a 409. Scoped by API key, "
-        "method and path. Responses of 400, 415, 422 and 503 are not remembered. A key whose first request "
-        "died mid-way is free again after 60 seconds.",
+        "method and path. Responses of 400, 415, 422 and 503, and a 409 WRITE_CONFLICT, are not remembered. "
+        "A key whose first request died mid-way is free again after 60 seconds.",
         "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x21-\\x7E]+$"},
         "x-idempotency-retention": IDEMPOTENCY_RETENTION,
     },
@@ -172,7 +172,14 @@ in `If-None-Match` on GET (304).
 **Idempotency.** Every POST under `/user-sessions` except the one that issues a
 verification code honours `Idempotency-Key`; the service remembers a response
 for {IDEMPOTENCY_RETENTION} (`x-idempotency-retention`), so a client may retry
-a POST whose answer it lost for that long without acting twice.
+a POST whose answer it lost for that long without acting twice. Responses of
+400, 415 and 422 are not remembered. *Deviation from the contract*, which
+remembers every other response: a 503 (the database failed; the work was
+rolled back) and a 409 `WRITE_CONFLICT` are not remembered either, since
+replaying them would make a retry fail that would now succeed.
+
+**Limits of the HTTP server.** A request line over 8190 bytes (a very long
+query string) is refused by gunicorn with 414 before the service sees it.
 
 **Correlation.** `X-Correlation-ID` is on every response.
 """
