@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint openapi clean bench-list
+.PHONY: run test lint openapi clean bench-list bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,7 +41,14 @@ lint: $(VENV)/.installed-test
 
 BENCH_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/user_sessions_bench
 BENCH_ROWS ?= 200000
+# gunicorn workers of bench-list; bench takes --workers (default 4) through BENCH_ARGS.
 BENCH_WORKERS ?= 3
+BENCH_REDIS_URL ?= redis://127.0.0.1:6379/15
+BENCH_ARGS ?=
+
+## bench: every scenario with and without Redis (drops and re-creates BENCH_DATABASE_URL); see bench/README.md
+bench: $(VENV)/.installed-test
+	$(BIN)/python bench/run_bench.py --database-url $(BENCH_DATABASE_URL) --redis-url $(BENCH_REDIS_URL) --rows $(BENCH_ROWS) $(BENCH_ARGS)
 
 ## bench-list: first page vs a page at 90 % depth (drops and re-creates BENCH_DATABASE_URL); see bench/README.md
 bench-list: $(VENV)/.installed-test

@@ -19,43 +19,17 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
-import socket
-import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-import psycopg
-from sqlalchemy.engine import make_url
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SECRET_KEY = "read-cache-bench-secret"  # noqa: S105 (a throwaway server's key)
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def recreate_database(url: str) -> None:
-    parsed = make_url(url)
-    admin = parsed.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)')
-        connection.execute(f'CREATE DATABASE "{parsed.database}"')
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+from common import cpu_seconds, migrate, percentile, recreate_database, server_environment, start_gunicorn, worker_pids
 
 
 def worker_cpu_seconds(master_pid: int) -> float:
-    children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
-    assert len(children) == 1, f"expected one worker, found {children}"
-    fields = Path(f"/proc/{children[0]}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+    workers = worker_pids(master_pid)
+    assert len(workers) == 1, f"expected one worker, found {workers}"
+    return cpu_seconds(workers)
 
 
 def request(connection: http.client.HTTPConnection, method: str, path: str, body: bytes | None = None) -> bytes:
@@ -69,24 +43,9 @@ def request(connection: http.client.HTTPConnection, method: str, path: str, body
 
 
 def run(environ: dict[str, str], sessions: int, requests: int, log: Path) -> dict[str, float]:
-    port = free_port()
-    command = [sys.executable, "-m", "gunicorn", "-w", "1", "-b", f"127.0.0.1:{port}", "wsgi:app"]
-    with log.open("ab") as log_file:
-        server = subprocess.Popen(  # noqa: S603
-            command, cwd=PROJECT_ROOT, env=environ, stdout=log_file, stderr=subprocess.STDOUT
-        )
+    server = start_gunicorn(environ, 1, log)
     try:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                request(connection, "GET", "/healthz")
-                break
-            except (OSError, http.client.HTTPException):
-                if time.monotonic() > deadline:
-                    raise
-                connection.close()
-                time.sleep(0.1)
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
         body = json.dumps({"name": "bench", "email": "bench@example.org", "metadata": {"step": 1, "tags": ["a"]}})
         paths = [
             f"/user-sessions/{json.loads(request(connection, 'POST', '/user-sessions', body.encode()))['uuid']}"
@@ -110,13 +69,12 @@ def run(environ: dict[str, str], sessions: int, requests: int, log: Path) -> dic
         latencies.sort()
         return {
             "cpu_ms": cpu * 1000 / requests,
-            "p50_ms": statistics.median(latencies) * 1000,
-            "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
+            "p50_ms": percentile(latencies, 0.5) * 1000,
+            "p99_ms": percentile(latencies, 0.99) * 1000,
             "hits": hits,
         }
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        server.stop()
 
 
 def main() -> None:
@@ -128,10 +86,8 @@ def main() -> None:
     args = parser.parse_args()
 
     recreate_database(args.database_url)
-    base = {**os.environ, "DATABASE_URL": args.database_url, "SECRET_KEY": SECRET_KEY}
-    base.pop("REDIS_URL", None)
-    upgrade = [sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"]
-    subprocess.run(upgrade, cwd=PROJECT_ROOT, env=base, check=True, capture_output=True)  # noqa: S603
+    base = server_environment(args.database_url)
+    migrate(args.database_url)
     log = Path(tempfile.mkdtemp(prefix="read-cache-bench-")) / "gunicorn.log"
     print(f"{'mode':<10}{'CPU ms/request':>16}{'p50 ms':>10}{'p99 ms':>10}{'cache hits':>12}")
     for mode, environ in (("database", base), ("cache", {**base, "REDIS_URL": args.redis_url})):
