@@ -15,7 +15,7 @@ from http import HTTPStatus
 from typing import Any
 
 from flask import Flask, Response, g, json
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
@@ -234,7 +234,9 @@ def _handle_http_exception(error: HTTPException) -> Response:
 
 
 def _is_unavailable(error: DBAPIError) -> bool:
-    return isinstance(error, OperationalError) or error.connection_invalidated
+    # InterfaceError: the driver found its connection closed under it (the
+    # server went away between statements), which is an outage too.
+    return isinstance(error, OperationalError | InterfaceError) or error.connection_invalidated
 
 
 def _handle_database_error(error: DBAPIError) -> Response:
