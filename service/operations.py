@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from marshmallow import ValidationError
-from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
 
 from service.database import get_db_session, utcnow
@@ -82,8 +81,8 @@ def create_user_session(fields: Mapping[str, Any]) -> UserSession:
         raise UserSessionAlreadyExists() from None
 
 
-def read_user_session(user_session_uuid: uuid.UUID, *, include_deleted: bool = False) -> Row[Any]:
-    """The session as a read-only row with a ``UserSession``'s attributes, or
+def read_user_session(user_session_uuid: uuid.UUID, *, include_deleted: bool = False) -> Any:
+    """The session as a read-only named tuple with a ``UserSession``'s attributes, or
     ``UserSessionNotFound`` when it is missing, deleted or expired.
 
     A read needs no unit of work: it writes nothing, and runs as one statement.

@@ -154,9 +154,10 @@ class UserSessionSchema(Schema):
         return dumped if items is obj else dumped[0]
 
     def _represent(self, item: Any) -> dict[str, Any]:
-        if isinstance(item, Row):
-            values = tuple(item)
-            return {key: convert(values[index]) for key, index, convert in _row_table(type(self), item._fields)}
+        if isinstance(item, Row | tuple):
+            row: Any = item
+            values = tuple(row)
+            return {key: convert(values[index]) for key, index, convert in _row_table(type(self), row._fields)}
         return {key: convert(getattr(item, attribute)) for key, attribute, convert in _representation_table(type(self))}
 
 

@@ -12,21 +12,21 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flask import Response, jsonify
-from sqlalchemy import Row
+from flask import Response, current_app
 
 from service import operations
 from service.errors import UserSessionNotFound
-from service.models import UserSession
 from service.schemas import UserSessionSchema
 from service.user_session_cache import CONTENT_TYPE, Representation, epoch_microseconds, now_us, user_session_cache
 
 _SCHEMA = UserSessionSchema()
 
 
-def render(user_session: UserSession | Row[Any]) -> Representation:
-    """The 200 representation of ``user_session``, as the uncached path serialises it."""
-    body = jsonify(_SCHEMA.dump(user_session)).get_data()
+def render(user_session: Any) -> Representation:
+    """The 200 representation of ``user_session`` (a ``UserSession`` or a row with its
+    attributes), as the uncached path serialises it."""
+    # The bytes ``jsonify`` answers (compact, outside debug mode), without a response to take them from.
+    body = f"{current_app.json.dumps(_SCHEMA.dump(user_session), separators=(',', ':'))}\n".encode()
     expires_at = user_session.expires_at
     return Representation(user_session.version, None if expires_at is None else epoch_microseconds(expires_at), body)
 

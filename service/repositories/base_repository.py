@@ -6,19 +6,20 @@ import functools
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Row, Select, bindparam, inspect, literal, select
+from sqlalchemy import ColumnElement, bindparam, inspect, literal, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from service.database import Base
+from service.repositories.prepared import PreparedRead
 from service.repositories.query import ListQuery, attribute_columns
 
 ModelT = TypeVar("ModelT", bound=Base)
 
 
 @functools.cache
-def _read_by_id_statement(model: Any) -> Select[Any]:
+def _read_by_id(model: Any) -> PreparedRead:
     primary_key = inspect(model).primary_key[0]
-    return select(*attribute_columns(model)).where(primary_key == bindparam("identity"))
+    return PreparedRead(select(*attribute_columns(model)).where(primary_key == bindparam("identity")), model.__name__)
 
 
 class BaseRepository(Generic[ModelT]):
@@ -57,18 +58,22 @@ class BaseRepository(Generic[ModelT]):
         """
         return self.db_session.get(self.model, identity, populate_existing=True, with_for_update=for_update)
 
-    def read_by_id(self, identity: Any) -> Row[Any] | None:
-        """The row with this primary key as a plain, read-only row carrying the
-        model's attributes by name: no ORM instance to build, for reads that
-        are only serialised."""
+    def read_by_id(self, identity: Any) -> Any:
+        """The row with this primary key as a plain, read-only named tuple
+        carrying the model's attributes: no ORM instance to build, for reads
+        that are only serialised."""
         model: Any = self.model
-        return self.read_one(_read_by_id_statement(model), identity=identity)
+        return self.read_one(_read_by_id(model), identity=identity)
 
-    def read_one(self, statement: Select[Any], **parameters: Any) -> Row[Any] | None:
-        """The first row of a prepared ``statement`` (see ``read_by_id``), its
-        parameters bound at execution: building SQL costs more than running it."""
-        row: Row[Any] | None = self.db_session.execute(statement, parameters).first()
-        return row
+    def read_one(self, read: PreparedRead, **parameters: Any) -> Any:
+        """The first row of a prepared ``read`` (see ``read_by_id``), or None.
+
+        Outside a unit of work it runs on a connection of its own; inside one,
+        on the unit of work's, so that it sees what the unit has written.
+        """
+        if self.db_session.in_transaction():
+            return self.db_session.execute(read.statement, parameters).first()
+        return read.first(self.db_session.get_bind(), parameters)
 
     def exists(self, identity: Any) -> bool:
         """Whether a row with this primary key exists, without loading it."""

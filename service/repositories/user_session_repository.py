@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, Row, bindparam, exists, func, literal, not_, select, type_coerce, update
+from sqlalchemy import ColumnElement, bindparam, exists, func, literal, not_, select, type_coerce, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -16,6 +16,7 @@ from service.cache_invalidation import RECORDED, record_write
 from service.database import UTCDateTime, utcnow
 from service.models import UserSession
 from service.repositories.base_repository import BaseRepository
+from service.repositories.prepared import PreparedRead
 from service.repositories.query import Keyset, ListQuery, Page, SortOrder, attribute_columns
 
 
@@ -48,8 +49,11 @@ class UserSessionFilters:
     metadata: tuple[tuple[str, str], ...] = ()
 
 
-_READ_LIVE = select(*attribute_columns(UserSession)).where(
-    UserSession.uuid == bindparam("identity"), UserSession.live_clause(bindparam("now", type_=UTCDateTime()))
+_READ_LIVE = PreparedRead(
+    select(*attribute_columns(UserSession)).where(
+        UserSession.uuid == bindparam("identity"), UserSession.live_clause(bindparam("now", type_=UTCDateTime()))
+    ),
+    "UserSessionRow",
 )
 
 
@@ -163,7 +167,7 @@ class UserSessionRepository(BaseRepository[UserSession]):
 
     def read_by_uuid(
         self, user_session_uuid: uuid.UUID, *, include_deleted: bool = False, now: datetime | None = None
-    ) -> Row[Any] | None:
+    ) -> Any:
         """The session as a read-only row (see ``read_by_id``), or None when it
         is missing (or not live): one statement, liveness judged in SQL."""
         if include_deleted:

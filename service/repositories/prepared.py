@@ -1,0 +1,116 @@
+"""``PreparedRead``: a SELECT compiled once per database and run straight on a
+pooled driver connection.
+
+A read of one session outside a unit of work is a single short statement;
+SQLAlchemy's execution path (session, result metadata, row processing) costs
+several times what the database takes to answer it. A prepared read keeps
+what SQLAlchemy decides (the SQL for the dialect, the type conversions of
+every parameter and column) and drops the per-call machinery. Driver errors
+come out as SQLAlchemy's ``DBAPIError`` family, as from any other query, and
+a connection the database dropped is discarded from the pool.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+from sqlalchemy import Connection, Engine, Select
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError, StatementError
+
+_Convert = Callable[[Any], Any] | None
+
+
+class _Compiled(NamedTuple):
+    sql: str
+    # Parameter names in the order a positional driver (SQLite) takes them; empty for named ones.
+    positions: tuple[str, ...]
+    binds: Mapping[str, _Convert]
+    columns: tuple[_Convert, ...]
+    row_type: Any
+
+
+class PreparedRead:
+    """``statement`` ready to run on any engine, compiled on first use there.
+
+    Rows come back as named tuples with the statement's column keys as fields:
+    plain values, readable by name or by position.
+    """
+
+    def __init__(self, statement: Select[Any], row_name: str = "Row") -> None:
+        self.statement = statement
+        self._row_name = row_name
+        self._compiled: dict[str, _Compiled] = {}
+
+    def first(self, bind: Engine | Connection, parameters: Mapping[str, Any]) -> Any:
+        """The first row for ``parameters``, or None."""
+        if isinstance(bind, Connection):  # a session bound to one connection (tests do that)
+            return bind.execute(self.statement, parameters).first()
+        engine = bind
+        compiled = self._compiled.get(engine.dialect.name) or self._compile(engine.dialect)
+        bound: dict[str, Any] = {
+            name: value if convert is None else convert(value)
+            for name, value in parameters.items()
+            for convert in (compiled.binds[name],)
+        }
+        arguments: Any = tuple(bound[name] for name in compiled.positions) if compiled.positions else bound
+        driver_error = engine.dialect.loaded_dbapi.Error
+        try:
+            connection = engine.raw_connection()
+        except driver_error as error:
+            raise self._translate(engine.dialect, compiled.sql, error, None) from error
+        try:
+            cursor = connection.cursor()
+            try:
+                cursor.execute(compiled.sql, arguments)
+                row = cursor.fetchone()
+            finally:
+                cursor.close()
+        except driver_error as error:
+            raise self._translate(engine.dialect, compiled.sql, error, connection) from error
+        finally:
+            connection.close()
+        if row is None:
+            return None
+        return compiled.row_type._make(
+            value if convert is None or value is None else convert(value)
+            for value, convert in zip(row, compiled.columns, strict=True)
+        )
+
+    def _compile(self, dialect: Dialect) -> _Compiled:
+        compiled = self.statement.compile(dialect=dialect)
+        binds = {name: bind.type.dialect_impl(dialect).bind_processor(dialect) for name, bind in compiled.binds.items()}
+        columns = tuple(
+            column.type.dialect_impl(dialect).result_processor(dialect, None)
+            for column in self.statement.selected_columns
+        )
+        fields = [str(column.key) for column in self.statement.selected_columns]
+        result = _Compiled(
+            sql=compiled.string,
+            positions=tuple(compiled.positiontup or ()),
+            binds=binds,
+            columns=columns,
+            row_type=namedtuple(self._row_name, fields),
+        )
+        self._compiled[dialect.name] = result
+        return result
+
+    @staticmethod
+    def _translate(dialect: Dialect, sql: str, error: Exception, connection: Any) -> StatementError:
+        """The error as SQLAlchemy reports it; a lost connection leaves the pool."""
+        disconnected = False
+        if connection is not None:
+            disconnected = dialect.is_disconnect(error, connection.dbapi_connection, None)  # type: ignore[arg-type]
+            if disconnected:
+                connection.invalidate(error)
+        return DBAPIError.instance(
+            sql,
+            None,
+            error,
+            dialect.loaded_dbapi.Error,
+            hide_parameters=True,
+            connection_invalidated=disconnected,
+            dialect=dialect,
+        )

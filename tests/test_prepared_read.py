@@ -1,0 +1,86 @@
+"""``PreparedRead`` answers what SQLAlchemy's own execution answers, on every test database."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import bindparam, column, select, table
+from sqlalchemy.exc import DBAPIError
+
+from service.database import UTCDateTime, get_db_session
+from service.extensions import db
+from service.models import UserSession
+from service.repositories import get_user_session_repository
+from service.repositories.prepared import PreparedRead
+from service.repositories.query import attribute_columns
+
+pytestmark = pytest.mark.usefixtures("app_context")
+
+MOMENT = datetime(2026, 11, 27, 5, 0, 0, 123456, tzinfo=UTC)
+READ = PreparedRead(
+    select(*attribute_columns(UserSession)).where(
+        UserSession.uuid == bindparam("identity"), UserSession.live_clause(bindparam("now", type_=UTCDateTime()))
+    ),
+    "UserSessionRow",
+)
+
+
+def store_full_session() -> UserSession:
+    with get_db_session() as db_session:
+        return get_user_session_repository(db_session).create(
+            UserSession(
+                name="Ada",
+                email="ada@example.org",
+                ip_address="2001:db8::1",
+                consent_user_data=True,
+                metadata_={"a": {"b": [1, 2.5, None, True]}, "ü": "ñ"},
+                verification_expires_at=MOMENT,
+                last_resend_at=MOMENT,
+                completed_at=MOMENT,
+                expires_at=datetime.now(UTC) + timedelta(days=1),
+            )
+        )
+
+
+def test_a_row_equals_the_one_sqlalchemy_reads() -> None:
+    stored = store_full_session()
+    parameters = {"identity": stored.uuid, "now": datetime.now(UTC)}
+    with db.engine.connect() as connection:
+        expected = connection.execute(READ.statement, parameters).one()
+    row = READ.first(db.engine, parameters)
+    assert tuple(row) == tuple(expected)
+    assert row._fields == expected._fields
+    assert row.uuid == stored.uuid
+    assert row.metadata_ == {"a": {"b": [1, 2.5, None, True]}, "ü": "ñ"}
+    assert row.completed_at == MOMENT
+    assert row.completed_at.tzinfo is not None
+
+
+def test_parameters_are_converted_as_sqlalchemy_converts_them() -> None:
+    stored = store_full_session()
+    # An expiry in the past hides the session: the datetime parameter is compared, not its text.
+    later = stored.expires_at + timedelta(seconds=1)
+    assert READ.first(db.engine, {"identity": stored.uuid, "now": later}) is None
+    assert READ.first(db.engine, {"identity": uuid.uuid4(), "now": MOMENT}) is None
+
+
+def test_a_driver_error_is_sqlalchemys_error_without_its_parameters() -> None:
+    missing = table("no_such_table", column("name"))
+    broken = PreparedRead(select(missing.c.name).where(missing.c.name == bindparam("name")))
+    with pytest.raises(DBAPIError) as raised:
+        broken.first(db.engine, {"name": "ada@example.org"})
+    assert not raised.value.connection_invalidated
+    assert "no_such_table" in str(raised.value)
+    assert "ada@example.org" not in str(raised.value)  # parameters are personal data: never in messages
+    assert READ.first(db.engine, {"identity": uuid.uuid4(), "now": MOMENT}) is None  # the pool is fine
+
+
+def test_inside_a_unit_of_work_a_read_sees_its_writes() -> None:
+    with get_db_session() as db_session:
+        repository = get_user_session_repository(db_session)
+        created = repository.create(UserSession(name="uncommitted"))
+        row = repository.read_by_uuid(created.uuid)
+        assert row is not None
+        assert row.name == "uncommitted"
