@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from flask import Flask, Request, Response
 from flask.sessions import SessionInterface, SessionMixin
@@ -32,6 +35,24 @@ API_SETTINGS = {
 }
 
 
+class ServiceFlask(Flask):
+    """Flask, asking once per function whether it is a coroutine function.
+
+    Flask asks before every call of a view, hook or error handler; the
+    answer never changes, and asking costs more than most hooks do.
+    """
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        if _is_coroutine_function(getattr(func, "__func__", func)):
+            return self.async_to_sync(func)
+        return func
+
+
+@functools.cache
+def _is_coroutine_function(func: Callable[..., Any]) -> bool:
+    return inspect.iscoroutinefunction(func)
+
+
 class NoCookieSessions(SessionInterface):
     """The API keeps no state in cookies: skip Flask's signed-cookie session,
     which would otherwise be opened on every request."""
@@ -45,7 +66,7 @@ class NoCookieSessions(SessionInterface):
 
 def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     """Build the app from ``environ`` (the process environment by default)."""
-    app = Flask(__name__, instance_path=str(Path(os.environ.get("INSTANCE_PATH", "instance")).resolve()))
+    app = ServiceFlask(__name__, instance_path=str(Path(os.environ.get("INSTANCE_PATH", "instance")).resolve()))
     app.config.update(load_config(os.environ if environ is None else environ), **API_SETTINGS)
     # Representations keep the contract's field order; sorting every body's
     # keys is work a client never needs.

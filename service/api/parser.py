@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import flask
 import flask_smorest
+from marshmallow import Schema
 from webargs.flaskparser import FlaskParser
 
 from service.errors import MalformedJSON, UnsupportedMediaType
@@ -57,6 +58,22 @@ def _short_reason(error: Exception) -> str:
 
 class RequestParser(FlaskParser):
     """webargs parser with the service's body rules."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._without_query: dict[Schema, dict[str, Any]] = {}
+
+    def parse(
+        self, argmap: Any, req: flask.Request | None = None, *, location: str | None = None, **kwargs: Any
+    ) -> Any:
+        """As webargs parses, but a request without a query string gets the
+        query schema's defaults, loaded once: most reads send no query."""
+        if location != "query" or not isinstance(argmap, Schema) or (req or flask.request).query_string:
+            return super().parse(argmap, req, location=location, **kwargs)
+        defaults = self._without_query.get(argmap)
+        if defaults is None:
+            defaults = self._without_query[argmap] = super().parse(argmap, req, location=location, **kwargs)
+        return dict(defaults)
 
     def _raw_load_json(self, req: flask.Request) -> Any:
         accepted = PATCH_MEDIA_TYPES if req.method == "PATCH" else (JSON_MEDIA_TYPE,)
