@@ -12,6 +12,7 @@ import os
 import re
 import time
 from functools import lru_cache
+from typing import Any
 
 from flask import Flask, Response, g, request
 
@@ -32,6 +33,13 @@ def route_template(rule: str) -> str:
     return _PLACEHOLDER.sub(r"{\1}", rule)
 
 
+@lru_cache(maxsize=1024)
+def _request_metrics(method: str, route: str, status: int) -> tuple[Any, Any]:
+    """The request counter and duration histogram of one label set, looked up once."""
+    labels = {"method": method, "route": route, "status": str(status)}
+    return metrics.HTTP_REQUESTS.labels(**labels), metrics.HTTP_REQUEST_DURATION.labels(**labels)
+
+
 def _start() -> None:
     g.request_started = time.perf_counter()
 
@@ -42,14 +50,14 @@ def _finish(response: Response) -> Response:
     rule = request.url_rule
     route = route_template(rule.rule) if rule is not None else UNMATCHED_ROUTE
     method = request.method if request.method in KNOWN_METHODS else "OTHER"
-    status = str(response.status_code)
-    metrics.HTTP_REQUESTS.labels(method=method, route=route, status=status).inc()
-    metrics.HTTP_REQUEST_DURATION.labels(method=method, route=route, status=status).observe(duration)
+    count, durations = _request_metrics(method, route, response.status_code)
+    count.inc()
+    durations.observe(duration)
     request_log.info(
-        "%s %s %s",
+        "%s %s %d",
         method,
         route,
-        status,
+        response.status_code,
         extra={
             "fields": {
                 "method": method,
