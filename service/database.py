@@ -156,6 +156,30 @@ def in_transaction(connection: Connection) -> Connection:
     return connection.execution_options(**_UNIT_OF_WORK_OPTIONS.get(connection.dialect.name, {}))
 
 
+def in_unit_of_work(db_session: Session) -> bool:
+    """Whether ``db_session`` is inside ``get_db_session()``."""
+    depth: int = db_session.info.get(_SCOPE_DEPTH, 0)
+    return depth > 0
+
+
+@contextmanager
+def one_statement() -> Iterator[Session]:
+    """The scope of a use case that is a single statement.
+
+    On its own the statement commits by itself, with no BEGIN and COMMIT
+    round trips around it. Inside a unit of work it runs in a savepoint, so
+    that its failure (a conflict, say) undoes only itself.
+    """
+    from service.extensions import db
+
+    db_session = db.session()
+    if not in_unit_of_work(db_session):
+        yield db_session
+        return
+    with get_db_session() as nested:
+        yield nested
+
+
 @contextmanager
 def get_db_session() -> Iterator[Session]:
     """One unit of work on the request's ``db.session``.

@@ -15,7 +15,7 @@ from typing import Any
 from marshmallow import ValidationError
 from sqlalchemy.exc import IntegrityError
 
-from service.database import get_db_session, utcnow
+from service.database import get_db_session, one_statement, utcnow
 from service.errors import (
     PreconditionFailed,
     RequestValidationError,
@@ -67,16 +67,20 @@ def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
-def create_user_session(fields: Mapping[str, Any]) -> UserSession:
-    """Store a new session; a uuid that exists already (even deleted) is a conflict."""
+def create_user_session(fields: Mapping[str, Any]) -> Any:
+    """Store a new session and return it as stored (a read-only named tuple with a
+    ``UserSession``'s attributes); a uuid that exists already (even deleted) is a conflict.
+
+    The insert is one statement: on its own it needs no unit of work, and
+    inside one (an idempotent request's) it is part of it.
+    """
     values = resolve_ttl(dict(fields))
     if values.get("metadata_") is None:
         values["metadata_"] = {}
     now = utcnow()
-    user_session = UserSession(**values, created_at=now, updated_at=now)
     try:
-        with get_db_session() as db_session:
-            return get_user_session_repository(db_session).create(user_session)
+        with one_statement() as db_session:
+            return get_user_session_repository(db_session).insert_row({**values, "created_at": now, "updated_at": now})
     except IntegrityError:
         raise UserSessionAlreadyExists() from None
 

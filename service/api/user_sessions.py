@@ -15,7 +15,7 @@ from service.api.idempotency import idempotent
 from service.api.listing import listing_filters, listing_scope
 from service.api.parser import Blueprint
 from service.api.read_through import read_live_representation, representation_response
-from service.models import UserSession, entity_tag
+from service.models import entity_tag
 from service.pagination import PAGE_TOKEN_PARAMETER, make_page_token, read_page_token
 from service.repositories import SortOrder
 from service.schemas import (
@@ -48,8 +48,8 @@ def _session_data_headers(response: Response) -> Response:
     return response
 
 
-def _location(user_session: UserSession) -> str:
-    return f"/user-sessions/{user_session.uuid}"
+def _location(user_session_uuid: uuid.UUID) -> str:
+    return f"/user-sessions/{user_session_uuid}"
 
 
 def _next_page_link(token: str) -> str:
@@ -117,7 +117,8 @@ class UserSessions(MethodView):
     def post(self, _query: dict[str, Any], fields: dict[str, Any]) -> Any:
         """Create a user session."""
         user_session = operations.create_user_session(fields)
-        return user_session, 201, {"Location": _location(user_session), "ETag": user_session.etag}
+        etag = entity_tag(user_session.version)
+        return user_session, 201, {"Location": _location(user_session.uuid), "ETag": etag}
 
 
 @blp.route("/<user_session_uuid:user_session_uuid>")

@@ -3,23 +3,59 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Generic, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, Generic, NamedTuple, TypeVar
 
-from sqlalchemy import ColumnElement, bindparam, inspect, literal, select
+from sqlalchemy import ColumnElement, bindparam, insert, inspect, literal, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from service.database import Base
-from service.repositories.prepared import PreparedRead
+from service.database import Base, in_unit_of_work
+from service.repositories.prepared import PreparedStatement
 from service.repositories.query import ListQuery, attribute_columns
 
 ModelT = TypeVar("ModelT", bound=Base)
 
 
+class _InsertColumn(NamedTuple):
+    attribute: str
+    name: str
+    default: Callable[[], Any]
+
+
 @functools.cache
-def _read_by_id(model: Any) -> PreparedRead:
+def _insert(model: Any) -> tuple[PreparedStatement, tuple[_InsertColumn, ...]]:
+    """``INSERT … RETURNING`` every attribute, naming each column but those
+    only the database fills (a server default and no model default)."""
+    mapper = inspect(model)
+    columns = []
+    for column in model.__table__.columns:
+        if column.default is None and column.server_default is not None:
+            continue
+        columns.append(
+            _InsertColumn(mapper.get_property_by_column(column).key, column.name, _default_of(column.default))
+        )
+    statement = (
+        insert(model.__table__)
+        .values({column.name: bindparam(column.name) for column in columns})
+        .returning(*attribute_columns(model))
+    )
+    return PreparedStatement(statement, f"{model.__name__}Row"), tuple(columns)
+
+
+def _default_of(default: Any) -> Callable[[], Any]:
+    if default is None:
+        return lambda: None
+    if default.is_callable:
+        return lambda: default.arg(None)
+    return lambda: default.arg
+
+
+@functools.cache
+def _read_by_id(model: Any) -> PreparedStatement:
     primary_key = inspect(model).primary_key[0]
-    return PreparedRead(select(*attribute_columns(model)).where(primary_key == bindparam("identity")), model.__name__)
+    return PreparedStatement(
+        select(*attribute_columns(model)).where(primary_key == bindparam("identity")), model.__name__
+    )
 
 
 class BaseRepository(Generic[ModelT]):
@@ -65,15 +101,34 @@ class BaseRepository(Generic[ModelT]):
         model: Any = self.model
         return self.read_one(_read_by_id(model), identity=identity)
 
-    def read_one(self, read: PreparedRead, **parameters: Any) -> Any:
-        """The first row of a prepared ``read`` (see ``read_by_id``), or None.
+    def read_one(self, read: PreparedStatement, **parameters: Any) -> Any:
+        """The first row of a prepared ``read`` (see ``read_by_id``), or None."""
+        return self._first(read, parameters)
 
-        Outside a unit of work it runs on a connection of its own; inside one,
-        on the unit of work's, so that it sees what the unit has written.
+    def insert_row(self, values: Mapping[str, Any]) -> Any:
+        """Insert one row from attribute values (the model's defaults fill the
+        rest) and return it as stored, as a named tuple like ``read_by_id``'s.
+
+        Outside a unit of work the insert is one statement that commits by
+        itself; an ``IntegrityError`` means a constraint refused it.
         """
-        if self.db_session.in_transaction():
-            return self.db_session.execute(read.statement, parameters).first()
-        return read.first(self.db_session.get_bind(), parameters)
+        model: Any = self.model
+        statement, columns = _insert(model)
+        unknown = set(values) - {column.attribute for column in columns}
+        if unknown:
+            raise TypeError(f"not attributes of {model.__name__} set on insert: {sorted(unknown)}")
+        parameters = {
+            column.name: values[column.attribute] if column.attribute in values else column.default()
+            for column in columns
+        }
+        return self._first(statement, parameters)
+
+    def _first(self, statement: PreparedStatement, parameters: Mapping[str, Any]) -> Any:
+        """Outside a unit of work, run on a connection of its own; inside one,
+        on the unit of work's, so that it sees (and is part of) what the unit writes."""
+        if in_unit_of_work(self.db_session):
+            return self.db_session.execute(statement.statement, parameters).first()
+        return statement.first(self.db_session.get_bind(), parameters)
 
     def exists(self, identity: Any) -> bool:
         """Whether a row with this primary key exists, without loading it."""

@@ -1,9 +1,10 @@
-"""``PreparedRead``: a SELECT compiled once per database and run straight on a
-pooled driver connection.
+"""``PreparedStatement``: a statement that returns rows (a SELECT, or a write with
+RETURNING), compiled once per database and run straight on a pooled driver
+connection, as a transaction of its own.
 
-A read of one session outside a unit of work is a single short statement;
+Reading one session, or creating one, is a single short statement;
 SQLAlchemy's execution path (session, result metadata, row processing) costs
-several times what the database takes to answer it. A prepared read keeps
+several times what the database takes to answer it. A prepared statement keeps
 what SQLAlchemy decides (the SQL for the dialect, the type conversions of
 every parameter and column) and drops the per-call machinery. Driver errors
 come out as SQLAlchemy's ``DBAPIError`` family, as from any other query, and
@@ -16,7 +17,7 @@ from collections import namedtuple
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Engine, Select
+from sqlalchemy import Connection, Engine, Insert, Select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, StatementError
 
@@ -32,14 +33,14 @@ class _Compiled(NamedTuple):
     row_type: Any
 
 
-class PreparedRead:
+class PreparedStatement:
     """``statement`` ready to run on any engine, compiled on first use there.
 
     Rows come back as named tuples with the statement's column keys as fields:
     plain values, readable by name or by position.
     """
 
-    def __init__(self, statement: Select[Any], row_name: str = "Row") -> None:
+    def __init__(self, statement: Select[Any] | Insert, row_name: str = "Row") -> None:
         self.statement = statement
         self._row_name = row_name
         self._compiled: dict[str, _Compiled] = {}
@@ -84,9 +85,9 @@ class PreparedRead:
         binds = {name: bind.type.dialect_impl(dialect).bind_processor(dialect) for name, bind in compiled.binds.items()}
         columns = tuple(
             column.type.dialect_impl(dialect).result_processor(dialect, None)
-            for column in self.statement.selected_columns
+            for column in self.statement.exported_columns
         )
-        fields = [str(column.key) for column in self.statement.selected_columns]
+        fields = [str(column.key) for column in self.statement.exported_columns]
         result = _Compiled(
             sql=compiled.string,
             positions=tuple(compiled.positiontup or ()),

@@ -16,7 +16,7 @@ from service.cache_invalidation import RECORDED, record_write
 from service.database import UTCDateTime, utcnow
 from service.models import UserSession
 from service.repositories.base_repository import BaseRepository
-from service.repositories.prepared import PreparedRead
+from service.repositories.prepared import PreparedStatement
 from service.repositories.query import Keyset, ListQuery, Page, SortOrder, attribute_columns
 
 
@@ -49,7 +49,7 @@ class UserSessionFilters:
     metadata: tuple[tuple[str, str], ...] = ()
 
 
-_READ_LIVE = PreparedRead(
+_READ_LIVE = PreparedStatement(
     select(*attribute_columns(UserSession)).where(
         UserSession.uuid == bindparam("identity"), UserSession.live_clause(bindparam("now", type_=UTCDateTime()))
     ),

@@ -1,4 +1,4 @@
-"""``PreparedRead`` answers what SQLAlchemy's own execution answers, on every test database."""
+"""``PreparedStatement`` answers what SQLAlchemy's own execution answers, on every test database."""
 
 from __future__ import annotations
 
@@ -7,19 +7,19 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import bindparam, column, select, table
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from service.database import UTCDateTime, get_db_session
+from service.database import UTCDateTime, get_db_session, one_statement
 from service.extensions import db
 from service.models import UserSession
 from service.repositories import get_user_session_repository
-from service.repositories.prepared import PreparedRead
+from service.repositories.prepared import PreparedStatement
 from service.repositories.query import attribute_columns
 
 pytestmark = pytest.mark.usefixtures("app_context")
 
 MOMENT = datetime(2026, 11, 27, 5, 0, 0, 123456, tzinfo=UTC)
-READ = PreparedRead(
+READ = PreparedStatement(
     select(*attribute_columns(UserSession)).where(
         UserSession.uuid == bindparam("identity"), UserSession.live_clause(bindparam("now", type_=UTCDateTime()))
     ),
@@ -68,7 +68,7 @@ def test_parameters_are_converted_as_sqlalchemy_converts_them() -> None:
 
 def test_a_driver_error_is_sqlalchemys_error_without_its_parameters() -> None:
     missing = table("no_such_table", column("name"))
-    broken = PreparedRead(select(missing.c.name).where(missing.c.name == bindparam("name")))
+    broken = PreparedStatement(select(missing.c.name).where(missing.c.name == bindparam("name")))
     with pytest.raises(DBAPIError) as raised:
         broken.first(db.engine, {"name": "ada@example.org"})
     assert not raised.value.connection_invalidated
@@ -84,3 +84,37 @@ def test_inside_a_unit_of_work_a_read_sees_its_writes() -> None:
         row = repository.read_by_uuid(created.uuid)
         assert row is not None
         assert row.name == "uncommitted"
+
+
+def test_an_inserted_row_has_the_models_defaults_and_is_committed() -> None:
+    now = datetime.now(UTC)
+    row = get_user_session_repository().insert_row({"name": "Ada", "created_at": now, "updated_at": now})
+    db.session.remove()  # forget everything this session knows
+    with get_db_session() as db_session:
+        stored = get_user_session_repository(db_session).get_by_uuid(row.uuid)
+        assert stored is not None
+        assert tuple(row) == tuple(getattr(stored, field) for field in row._fields)
+    assert row.version == 1
+    assert row.metadata_ == {}
+    assert row.max_verification_attempts == 3
+    assert row.consent_user_data is False
+
+
+def test_an_insert_refused_by_a_constraint_raises_integrity_error() -> None:
+    now = datetime.now(UTC)
+    values = {"uuid": uuid.uuid4(), "created_at": now, "updated_at": now}
+    get_user_session_repository().insert_row(values)
+    with pytest.raises(IntegrityError):
+        get_user_session_repository().insert_row(values)
+    with pytest.raises(TypeError, match="no_such_attribute"):
+        get_user_session_repository().insert_row({**values, "no_such_attribute": 1})
+
+
+def test_one_statement_inside_a_unit_of_work_fails_alone() -> None:
+    now = datetime.now(UTC)
+    taken = get_user_session_repository().insert_row({"created_at": now, "updated_at": now}).uuid
+    with get_db_session() as db_session:
+        kept = get_user_session_repository(db_session).create(UserSession(name="kept"))
+        with pytest.raises(IntegrityError), one_statement() as nested:
+            get_user_session_repository(nested).insert_row({"uuid": taken, "created_at": now, "updated_at": now})
+    assert get_user_session_repository().read_by_uuid(kept.uuid) is not None
