@@ -14,6 +14,9 @@ The database session itself keeps the list, so no write path can forget it:
   it is answered, the noted sessions are invalidated in one Redis call. A
   transaction that rolls back invalidates nothing.
 
+A statement that commits by itself, outside the session's transaction (a
+PATCH's conditional UPDATE), calls :func:`invalidate_committed` right after.
+
 A created session needs no invalidation: nothing can be cached under a uuid
 that had no live session, and the erasure of an earlier one with that uuid
 invalidated it already.
@@ -51,6 +54,13 @@ def record_write(db_session: Session, user_session_uuid: uuid.UUID, version: int
     writes[user_session_uuid] = version
 
 
+def invalidate_committed(writes: dict[uuid.UUID, int | None]) -> None:
+    """Invalidate what a statement that committed on its own wrote: {uuid: version, or None for erased}."""
+    cache = user_session_cache() if has_app_context() else None
+    if cache is not None:
+        cache.invalidate(writes)
+
+
 def pending_writes(db_session: Session) -> dict[uuid.UUID, int | None]:
     """What the current transaction has noted so far (for tests and diagnostics)."""
     return dict(db_session.info.get(_WRITES, {}))
@@ -80,11 +90,8 @@ def _after_commit(db_session: Session) -> None:
     if db_session.in_nested_transaction():
         return  # a savepoint: the outermost transaction may still roll back
     writes = db_session.info.pop(_WRITES, None)
-    if not writes or not has_app_context():
-        return
-    cache = user_session_cache()
-    if cache is not None:
-        cache.invalidate(writes)
+    if writes:
+        invalidate_committed(writes)
 
 
 def _after_transaction_end(db_session: Session, transaction: SessionTransaction) -> None:

@@ -44,7 +44,8 @@ class VersionPrecondition:
     versions: frozenset[int] = frozenset()
     any_version: bool = False
 
-    def check(self, user_session: UserSession) -> None:
+    def check(self, user_session: Any) -> None:
+        """Raise ``PreconditionFailed`` unless the session's ``version`` is allowed."""
         if not (self.any_version or user_session.version in self.versions):
             raise PreconditionFailed()
 
@@ -121,9 +122,33 @@ def patch_user_session(
     patch: Mapping[str, Any],
     *,
     precondition: VersionPrecondition | None = None,
-) -> UserSession:
-    """Apply a merge patch; a patch that changes nothing writes nothing."""
+) -> Any:
+    """Apply a merge patch; a patch that changes nothing writes nothing.
+
+    Returns the session as written (or as read, for a patch that changes
+    nothing), as a ``UserSession`` or a read-only row with its attributes.
+
+    The patch is worked out against the session as read, then written by an
+    UPDATE conditional on that version: two statements, no transaction to
+    open. Should the session change in between, the patch is worked out
+    again under a row lock, so no concurrent writer's update is ever lost.
+    """
     patch = resolve_ttl(dict(patch))
+    repository = get_user_session_repository()
+    current = repository.read_by_uuid(user_session_uuid)
+    if current is None:
+        raise UserSessionNotFound()
+    if precondition is not None:
+        precondition.check(current)
+    changes = _changes(current, patch)
+    if not changes:
+        return current
+    now = utcnow()
+    written = repository.update_if_unchanged(
+        user_session_uuid, current.version, {**changes, "updated_at": now}, now=now
+    )
+    if written is not None:
+        return written
     with get_db_session() as db_session:
         repository = get_user_session_repository(db_session)
         user_session = _find(repository, user_session_uuid, for_update=True)
@@ -184,7 +209,7 @@ def _find(
     return user_session
 
 
-def _changes(user_session: UserSession, patch: Mapping[str, Any]) -> dict[str, Any]:
+def _changes(user_session: Any, patch: Mapping[str, Any]) -> dict[str, Any]:
     """The attributes whose value the patch really changes."""
     changes: dict[str, Any] = {}
     for attribute, value in patch.items():

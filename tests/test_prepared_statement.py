@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import bindparam, column, select, table
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from service.database import UTCDateTime, get_db_session, one_statement
+from service.errors import PreconditionFailed
 from service.extensions import db
 from service.models import UserSession
-from service.repositories import get_user_session_repository
+from service.operations import VersionPrecondition, patch_user_session
+from service.repositories import UserSessionRepository, get_user_session_repository
 from service.repositories.prepared import PreparedStatement
 from service.repositories.query import attribute_columns
 
@@ -28,8 +31,9 @@ READ = PreparedStatement(
 
 
 def store_full_session() -> UserSession:
+    """A session with every attribute set, committed; the request's session is left empty."""
     with get_db_session() as db_session:
-        return get_user_session_repository(db_session).create(
+        stored = get_user_session_repository(db_session).create(
             UserSession(
                 name="Ada",
                 email="ada@example.org",
@@ -42,6 +46,8 @@ def store_full_session() -> UserSession:
                 expires_at=datetime.now(UTC) + timedelta(days=1),
             )
         )
+    db.session.remove()
+    return stored
 
 
 def test_a_row_equals_the_one_sqlalchemy_reads() -> None:
@@ -118,3 +124,43 @@ def test_one_statement_inside_a_unit_of_work_fails_alone() -> None:
         with pytest.raises(IntegrityError), one_statement() as nested:
             get_user_session_repository(nested).insert_row({"uuid": taken, "created_at": now, "updated_at": now})
     assert get_user_session_repository().read_by_uuid(kept.uuid) is not None
+
+
+def test_a_conditional_update_writes_only_the_version_it_read() -> None:
+    stored = store_full_session()
+    repository = get_user_session_repository()
+    now = datetime.now(UTC)
+    written = repository.update_if_unchanged(stored.uuid, stored.version, {"name": "Bo", "updated_at": now}, now=now)
+    assert (written.name, written.version, written.updated_at) == ("Bo", stored.version + 1, now)
+    assert written.email == stored.email
+    stale = repository.update_if_unchanged(stored.uuid, stored.version, {"name": "Cy", "updated_at": now}, now=now)
+    assert stale is None
+    assert repository.read_by_uuid(stored.uuid).name == "Bo"
+
+
+def test_a_conditional_update_leaves_an_expired_session_alone() -> None:
+    stored = store_full_session()
+    after_expiry = stored.expires_at + timedelta(seconds=1)
+    repository = get_user_session_repository()
+    assert repository.update_if_unchanged(stored.uuid, stored.version, {"name": "Bo"}, now=after_expiry) is None
+    assert repository.read_by_uuid(stored.uuid).name == "Ada"
+
+
+def test_a_patch_that_loses_the_race_is_worked_out_again_on_the_winners_write(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another writer commits between the patch's read and its write: both changes survive."""
+    stored = store_full_session()
+    conditional_update = UserSessionRepository.update_if_unchanged
+
+    def after_a_concurrent_write(self: UserSessionRepository, *args: Any, **kwargs: Any) -> Any:
+        monkeypatch.setattr(UserSessionRepository, "update_if_unchanged", conditional_update)
+        patch_user_session(stored.uuid, {"metadata_": {"other-writer": True}})
+        return conditional_update(self, *args, **kwargs)
+
+    monkeypatch.setattr(UserSessionRepository, "update_if_unchanged", after_a_concurrent_write)
+    result = patch_user_session(stored.uuid, {"metadata_": {"this-writer": True}})
+    assert result.version == stored.version + 2
+    assert result.metadata_ == {**stored.metadata_, "other-writer": True, "this-writer": True}
+    with pytest.raises(PreconditionFailed):
+        patch_user_session(stored.uuid, {"name": "x"}, precondition=VersionPrecondition(frozenset({stored.version})))

@@ -152,7 +152,7 @@ class UserSessionItem(MethodView):
     def patch(self, _query: dict[str, Any], patch: dict[str, Any], user_session_uuid: uuid.UUID) -> Any:
         """Change a user session with a JSON merge patch (RFC 7396)."""
         user_session = operations.patch_user_session(user_session_uuid, patch, precondition=if_match_precondition())
-        return user_session, 200, {"ETag": user_session.etag}
+        return user_session, 200, {"ETag": entity_tag(user_session.version)}
 
     @blp.doc(operationId="deleteUserSession")
     @blp.request_headers("If-Match")

@@ -17,7 +17,7 @@ from collections import namedtuple
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Engine, Insert, Select
+from sqlalchemy import Connection, Engine, Insert, Select, Update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, StatementError
 
@@ -26,6 +26,8 @@ _Convert = Callable[[Any], Any] | None
 
 class _Compiled(NamedTuple):
     sql: str
+    # Values the statement itself carries (literals SQLAlchemy binds, such as the 1 of ``version + 1``).
+    fixed: Mapping[str, Any]
     # Parameter names in the order a positional driver (SQLite) takes them; empty for named ones.
     positions: tuple[str, ...]
     binds: Mapping[str, _Convert]
@@ -40,7 +42,7 @@ class PreparedStatement:
     plain values, readable by name or by position.
     """
 
-    def __init__(self, statement: Select[Any] | Insert, row_name: str = "Row") -> None:
+    def __init__(self, statement: Select[Any] | Insert | Update, row_name: str = "Row") -> None:
         self.statement = statement
         self._row_name = row_name
         self._compiled: dict[str, _Compiled] = {}
@@ -53,7 +55,7 @@ class PreparedStatement:
         compiled = self._compiled.get(engine.dialect.name) or self._compile(engine.dialect)
         bound: dict[str, Any] = {
             name: value if convert is None else convert(value)
-            for name, value in parameters.items()
+            for name, value in (compiled.fixed | parameters).items()
             for convert in (compiled.binds[name],)
         }
         arguments: Any = tuple(bound[name] for name in compiled.positions) if compiled.positions else bound
@@ -88,8 +90,10 @@ class PreparedStatement:
             for column in self.statement.exported_columns
         )
         fields = [str(column.key) for column in self.statement.exported_columns]
+        fixed = {name: bind.value for name, bind in compiled.binds.items() if not bind.required}
         result = _Compiled(
             sql=compiled.string,
+            fixed=fixed,
             positions=tuple(compiled.positiontup or ()),
             binds=binds,
             columns=columns,

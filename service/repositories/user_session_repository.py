@@ -3,17 +3,31 @@
 from __future__ import annotations
 
 import enum
+import functools
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, bindparam, exists, func, literal, not_, select, type_coerce, update
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    bindparam,
+    exists,
+    func,
+    inspect,
+    literal,
+    not_,
+    select,
+    type_coerce,
+    update,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import InstrumentedAttribute
 
-from service.cache_invalidation import RECORDED, record_write
-from service.database import UTCDateTime, utcnow
+from service.cache_invalidation import RECORDED, invalidate_committed, record_write
+from service.database import UTCDateTime, in_unit_of_work, utcnow
 from service.models import UserSession
 from service.repositories.base_repository import BaseRepository
 from service.repositories.prepared import PreparedStatement
@@ -55,6 +69,28 @@ _READ_LIVE = PreparedStatement(
     ),
     "UserSessionRow",
 )
+
+
+@functools.cache
+def _update_if_unchanged(attributes: frozenset[str]) -> PreparedStatement:
+    """``UPDATE … RETURNING`` of these attributes, conditional on the version read."""
+    table: Table = UserSession.__table__  # type: ignore[assignment]
+    mapper = inspect(UserSession)
+    values: dict[Any, Any] = {
+        table.c[mapper.attrs[attribute].columns[0].name]: bindparam(attribute) for attribute in sorted(attributes)
+    }
+    values[table.c.version] = table.c.version + 1
+    statement = (
+        update(table)
+        .where(
+            table.c.uuid == bindparam("identity"),
+            table.c.version == bindparam("expected_version"),
+            UserSession.live_clause(bindparam("now", type_=UTCDateTime())),
+        )
+        .values(values)
+        .returning(*attribute_columns(UserSession))
+    )
+    return PreparedStatement(statement, "UserSessionRow")
 
 
 class VerificationAttempt(NamedTuple):
@@ -173,6 +209,28 @@ class UserSessionRepository(BaseRepository[UserSession]):
         if include_deleted:
             return self.read_by_id(user_session_uuid)
         return self.read_one(_READ_LIVE, identity=user_session_uuid, now=now or utcnow())
+
+    def update_if_unchanged(
+        self, user_session_uuid: uuid.UUID, version: int, changes: Mapping[str, Any], *, now: datetime
+    ) -> Any:
+        """Apply ``changes`` (attribute name to value) to the live session if it is
+        still at ``version``, bumping it, and return the row as written; None when
+        it changed, went or expired meanwhile (nothing is written then).
+
+        Outside a unit of work this is one statement that commits by itself,
+        and the cached copy is invalidated right after it.
+        """
+        statement = _update_if_unchanged(frozenset(changes))
+        parameters = {**changes, "identity": user_session_uuid, "expected_version": version, "now": now}
+        if in_unit_of_work(self.db_session):
+            row = self.db_session.execute(statement.statement.execution_options(**RECORDED), parameters).first()
+            if row is not None:
+                record_write(self.db_session, user_session_uuid, row.version)
+            return row
+        row = statement.first(self.db_session.get_bind(), parameters)
+        if row is not None:
+            invalidate_committed({user_session_uuid: row.version})
+        return row
 
     def soft_delete(self, user_session: UserSession, *, now: datetime) -> UserSession:
         """Mark the session deleted; it stays restorable until purged."""
