@@ -55,7 +55,7 @@ class PreparedStatement:
         compiled = self._compiled.get(engine.dialect.name) or self._compile(engine.dialect)
         bound: dict[str, Any] = {
             name: value if convert is None else convert(value)
-            for name, value in (compiled.fixed | parameters).items()
+            for name, value in {**compiled.fixed, **parameters}.items()
             for convert in (compiled.binds[name],)
         }
         arguments: Any = tuple(bound[name] for name in compiled.positions) if compiled.positions else bound
