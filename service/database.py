@@ -63,11 +63,11 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+        # PostgreSQL's values arrive aware (in the connection's time zone, UTC);
+        # an aware value is the same instant in any zone, and output converts to UTC.
+        if value is None or value.tzinfo is not None:
+            return value
+        return value.replace(tzinfo=UTC)
 
 
 def schema_objects_for(dialect_name: str) -> Callable[..., bool]:

@@ -27,7 +27,11 @@ def format_datetime(value: datetime) -> str:
     ``isoformat`` pads the year to four digits (``0081-…``); ``strftime("%Y")``
     does not on every platform, and RFC 3339 requires it.
     """
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    if value.tzinfo is None:
+        return value.isoformat(timespec="microseconds") + "Z"
+    if value.utcoffset():
+        value = value.astimezone(UTC)
+    return value.isoformat(timespec="microseconds")[:-6] + "Z"  # without its "+00:00"
 
 
 def parse_datetime(value: str) -> datetime:

@@ -7,9 +7,10 @@ flask-smorest and apispec, write ``openapi.yaml``.
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, pre_load, validate, validates_schema
 from sqlalchemy import Row
@@ -156,8 +157,11 @@ class UserSessionSchema(Schema):
     def _represent(self, item: Any) -> dict[str, Any]:
         if isinstance(item, Row | tuple):
             row: Any = item
-            values = tuple(row)
-            return {key: convert(values[index]) for key, index, convert in _row_table(type(self), row._fields)}
+            layout = _row_layout(type(self), row._fields)
+            represented = dict(zip(layout.keys, layout.pick(row), strict=True))
+            for key, convert in layout.conversions:
+                represented[key] = convert(represented[key])
+            return represented
         return {key: convert(getattr(item, attribute)) for key, attribute, convert in _representation_table(type(self))}
 
 
@@ -193,11 +197,24 @@ def _representation_table(schema_class: type[Schema]) -> tuple[tuple[str, str, _
     return tuple(table)
 
 
+class _RowLayout(NamedTuple):
+    keys: tuple[str, ...]
+    # The row's values in the order of ``keys``.
+    pick: Callable[[Any], tuple[Any, ...]]
+    # Only the fields whose values change on the way out (datetimes, uuids).
+    conversions: tuple[tuple[str, _Converter], ...]
+
+
 @functools.cache
-def _row_table(schema_class: type[Schema], row_fields: tuple[str, ...]) -> tuple[tuple[str, int, _Converter], ...]:
-    """The representation table with each attribute as its position in a row of ``row_fields``."""
+def _row_layout(schema_class: type[Schema], row_fields: tuple[str, ...]) -> _RowLayout:
+    """The representation table for rows of ``row_fields``: each attribute by its position."""
+    table = _representation_table(schema_class)
     position = {name: index for index, name in enumerate(row_fields)}
-    return tuple((key, position[attribute], convert) for key, attribute, convert in _representation_table(schema_class))
+    return _RowLayout(
+        keys=tuple(key for key, _attribute, _convert in table),
+        pick=operator.itemgetter(*(position[attribute] for _key, attribute, _convert in table)),
+        conversions=tuple((key, convert) for key, _attribute, convert in table if convert is not _same),
+    )
 
 
 class ReadArgsSchema(StrictSchema):

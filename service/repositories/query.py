@@ -13,12 +13,16 @@ serves both directions with and without a cursor.
 from __future__ import annotations
 
 import functools
+from collections import namedtuple
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Select, bindparam, func, inspect, select, tuple_
+from sqlalchemy import ColumnElement, Engine, Result, Select, bindparam, func, inspect, select, tuple_
 from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from service.database import in_unit_of_work
 
 ModelT = TypeVar("ModelT")
 
@@ -41,6 +45,16 @@ def _after(columns: tuple[InstrumentedAttribute[Any], ...], descending: bool) ->
 
 
 @functools.cache
+@functools.cache
+def _named_tuple(fields: tuple[str, ...]) -> Any:
+    return namedtuple("Row", fields)
+
+
+def _as_named_tuples(result: Result[Any]) -> list[Any]:
+    row_type = _named_tuple(tuple(result.keys()))
+    return [row_type._make(row) for row in result.all()]
+
+
 def attribute_columns(model: Any) -> tuple[ColumnElement[Any], ...]:
     """Every mapped column of ``model``, labelled with its attribute name
     (``metadata_``, not ``metadata``), so a row reads like an instance."""
@@ -153,14 +167,26 @@ class ListQuery(Generic[ModelT]):
         query, parameters = self._select()
         return list(self.db_session.scalars(query, parameters))
 
+    def _plain_rows(self, query: Select[Any], parameters: dict[str, Any]) -> list[Any]:
+        """The rows of ``query`` as named tuples. Outside a unit of work they are
+        read on a connection of their own, past the ORM session's bookkeeping."""
+        if in_unit_of_work(self.db_session):
+            return _as_named_tuples(self.db_session.execute(query, parameters))
+        bind = self.db_session.get_bind()
+        with bind.connect() if isinstance(bind, Engine) else nullcontext(bind) as connection:
+            return _as_named_tuples(connection.execute(query, parameters))
+
+    def _instances(self, query: Select[Any], parameters: dict[str, Any]) -> list[Any]:
+        return list(self.db_session.scalars(query, parameters))
+
     def page(self, *, with_count: bool = False) -> Page[ModelT]:
         """One page, and whether another follows: one row more than the limit is
         fetched, so the last page is known to be the last without a second query."""
         if self.row_limit is None:
             raise ValueError("a page needs a limit")
         query, parameters = self._select(fetch=self.row_limit + 1)
-        result = self.db_session.execute(query, parameters)
-        rows: Sequence[ModelT] = list(result if self.as_rows else result.scalars())  # type: ignore[arg-type]
+        fetch = self._plain_rows if self.as_rows else self._instances
+        rows: Sequence[ModelT] = fetch(query, parameters)
         items = list(rows[: self.row_limit])
         next_keyset = self.keyset_of(items[-1]) if len(rows) > self.row_limit else None
         return Page(items, next_keyset, self.count() if with_count else None)
