@@ -45,7 +45,6 @@ def _after(columns: tuple[InstrumentedAttribute[Any], ...], descending: bool) ->
 
 
 @functools.cache
-@functools.cache
 def _named_tuple(fields: tuple[str, ...]) -> Any:
     return namedtuple("Row", fields)
 
@@ -55,6 +54,7 @@ def _as_named_tuples(result: Result[Any]) -> list[Any]:
     return [row_type._make(row) for row in result.all()]
 
 
+@functools.cache
 def attribute_columns(model: Any) -> tuple[ColumnElement[Any], ...]:
     """Every mapped column of ``model``, labelled with its attribute name
     (``metadata_``, not ``metadata``), so a row reads like an instance."""
