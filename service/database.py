@@ -62,6 +62,11 @@ class UTCDateTime(TypeDecorator[datetime]):
         value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
+    def result_processor(self, dialect: Dialect, coltype: Any) -> Any:
+        if dialect.name == "postgresql":
+            return None  # the driver's values are aware already
+        return super().result_processor(dialect, coltype)
+
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         # PostgreSQL's values arrive aware (in the connection's time zone, UTC);
         # an aware value is the same instant in any zone, and output converts to UTC.

@@ -31,7 +31,8 @@ class _Compiled(NamedTuple):
     # Parameter names in the order a positional driver (SQLite) takes them; empty for named ones.
     positions: tuple[str, ...]
     binds: Mapping[str, _Convert]
-    columns: tuple[_Convert, ...]
+    # (position, conversion) of the result columns the driver's value is not final for.
+    conversions: tuple[tuple[int, Callable[[Any], Any]], ...]
     row_type: Any
 
 
@@ -51,12 +52,24 @@ class PreparedStatement:
         """The first row for ``parameters``, or None."""
         if isinstance(bind, Connection):  # a session bound to one connection (tests do that)
             return bind.execute(self.statement, parameters).first()
-        engine = bind
+        rows = self._run(bind, parameters, lambda cursor: [row] if (row := cursor.fetchone()) is not None else [])
+        return rows[0] if rows else None
+
+    def all(self, bind: Engine | Connection, parameters: Mapping[str, Any]) -> list[Any]:
+        """Every row for ``parameters``."""
+        if isinstance(bind, Connection):
+            return list(bind.execute(self.statement, parameters).all())
+        return self._run(bind, parameters, lambda cursor: cursor.fetchall())
+
+    def _run(self, engine: Engine, parameters: Mapping[str, Any], fetch: Callable[[Any], list[Any]]) -> list[Any]:
         compiled = self._compiled.get(engine.dialect.name) or self._compile(engine.dialect)
+        # As SQLAlchemy does, parameters the statement does not take are left out.
+        binds = compiled.binds
         bound: dict[str, Any] = {
             name: value if convert is None else convert(value)
             for name, value in {**compiled.fixed, **parameters}.items()
-            for convert in (compiled.binds[name],)
+            if name in binds
+            for convert in (binds[name],)
         }
         arguments: Any = tuple(bound[name] for name in compiled.positions) if compiled.positions else bound
         driver_error = engine.dialect.loaded_dbapi.Error
@@ -68,27 +81,33 @@ class PreparedStatement:
             cursor = connection.cursor()
             try:
                 cursor.execute(compiled.sql, arguments)
-                row = cursor.fetchone()
+                rows = fetch(cursor)
             finally:
                 cursor.close()
         except driver_error as error:
             raise self._translate(engine.dialect, compiled.sql, error, connection) from error
         finally:
             connection.close()
-        if row is None:
-            return None
-        return compiled.row_type._make(
-            value if convert is None or value is None else convert(value)
-            for value, convert in zip(row, compiled.columns, strict=True)
-        )
+        if not compiled.conversions:
+            return [compiled.row_type._make(row) for row in rows]
+        return [self._converted(compiled, row) for row in rows]
+
+    @staticmethod
+    def _converted(compiled: _Compiled, row: Any) -> Any:
+        values = list(row)
+        for index, convert in compiled.conversions:
+            if values[index] is not None:
+                values[index] = convert(values[index])
+        return compiled.row_type._make(values)
 
     def _compile(self, dialect: Dialect) -> _Compiled:
         compiled = self.statement.compile(dialect=dialect)
         binds = {name: bind.type.dialect_impl(dialect).bind_processor(dialect) for name, bind in compiled.binds.items()}
-        columns = tuple(
+        processors = (
             column.type.dialect_impl(dialect).result_processor(dialect, None)
             for column in self.statement.exported_columns
         )
+        conversions = tuple((index, convert) for index, convert in enumerate(processors) if convert is not None)
         fields = [str(column.key) for column in self.statement.exported_columns]
         fixed = {name: bind.value for name, bind in compiled.binds.items() if not bind.required}
         result = _Compiled(
@@ -96,7 +115,7 @@ class PreparedStatement:
             fixed=fixed,
             positions=tuple(compiled.positiontup or ()),
             binds=binds,
-            columns=columns,
+            conversions=conversions,
             row_type=namedtuple(self._row_name, fields),
         )
         self._compiled[dialect.name] = result

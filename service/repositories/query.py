@@ -14,19 +14,24 @@ from __future__ import annotations
 
 import functools
 from collections import namedtuple
-from collections.abc import Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Engine, Result, Select, bindparam, func, inspect, select, tuple_
+from sqlalchemy import ColumnElement, Engine, Integer, Result, Select, bindparam, func, inspect, select, tuple_
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from service.database import in_unit_of_work
+from service.repositories.prepared import PreparedStatement
 
 ModelT = TypeVar("ModelT")
 
 _KEYSET_PARAMETER = "after_keyset_"
+_FETCH_PARAMETER = "page_rows"
+# Page statements compiled for ``ListQuery.prepared``: a few shapes of query, bounded all the same.
+_PREPARED_PAGES: dict[Hashable, PreparedStatement] = {}
+_PREPARED_PAGES_KEPT = 256
 
 
 @functools.lru_cache(maxsize=64)
@@ -106,10 +111,21 @@ class ListQuery(Generic[ModelT]):
     after_keyset: Keyset | None = None
     row_limit: int | None = None
     as_rows: bool = False
+    # Values of the bound parameters in ``criteria``.
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    prepared_as: Hashable | None = None
 
-    def where(self, *criteria: ColumnElement[bool]) -> ListQuery[ModelT]:
-        """Also require every one of ``criteria``."""
-        return replace(self, criteria=self.criteria + criteria)
+    def where(self, *criteria: ColumnElement[bool], **parameters: Any) -> ListQuery[ModelT]:
+        """Also require every one of ``criteria``, with ``parameters`` the values of
+        the bound parameters they hold."""
+        return replace(self, criteria=self.criteria + criteria, parameters={**self.parameters, **parameters})
+
+    def prepared(self, key: Hashable) -> ListQuery[ModelT]:
+        """Compile this query's pages once per ``key`` (with its sort and cursor),
+        and run them past SQLAlchemy's per-statement work. The caller vouches
+        that every query it gives this key has the same criteria, their values
+        all in bound parameters."""
+        return replace(self, prepared_as=key)
 
     def order_by(self, column: InstrumentedAttribute[Any], *, descending: bool = False) -> ListQuery[ModelT]:
         """Sort by ``column``, ties broken by the tiebreaker in the same direction."""
@@ -137,21 +153,25 @@ class ListQuery(Generic[ModelT]):
             return (self.tiebreaker,)
         return (self.sort_column, self.tiebreaker)
 
-    def _select(self, *, fetch: int | None = None) -> tuple[Select[Any], dict[str, Any]]:
-        """The SELECT of one page, ``fetch`` rows at most (by default the limit), and its cursor values."""
+    def _select(self, *, fetch: Any = None) -> Select[Any]:
+        """The SELECT of one page, ``fetch`` rows at most (by default the limit)."""
         columns = self._key_columns
         order = [column.desc() if self.descending else column.asc() for column in columns]
         projection: Any = self.model
         query = select(*attribute_columns(projection)) if self.as_rows else select(projection)
         query = query.where(*self.criteria)
-        parameters: dict[str, Any] = {}
         if self.after_keyset is not None:
-            values = self.after_keyset.values
-            if len(values) != len(columns):
-                raise ValueError(f"a keyset of this query has {len(columns)} values, not {len(values)}")
             query = query.where(_after(columns, self.descending))
-            parameters = {f"{_KEYSET_PARAMETER}{index}": value for index, value in enumerate(values)}
-        return query.order_by(*order).limit(fetch if fetch is not None else self.row_limit), parameters
+        return query.order_by(*order).limit(fetch if fetch is not None else self.row_limit)
+
+    def _parameters(self) -> dict[str, Any]:
+        """The values of the criteria's bound parameters and of the cursor's."""
+        if self.after_keyset is None:
+            return dict(self.parameters)
+        values = self.after_keyset.values
+        if len(values) != len(self._key_columns):
+            raise ValueError(f"a keyset of this query has {len(self._key_columns)} values, not {len(values)}")
+        return {**self.parameters, **{f"{_KEYSET_PARAMETER}{index}": value for index, value in enumerate(values)}}
 
     def keyset_of(self, row: ModelT) -> Keyset:
         """The keyset a page ending at ``row`` continues from."""
@@ -160,33 +180,45 @@ class ListQuery(Generic[ModelT]):
     def count(self) -> int:
         """How many rows match the criteria, whatever the cursor and the limit."""
         query = select(func.count()).select_from(self.model).where(*self.criteria)
-        return int(self.db_session.execute(query).scalar_one())
+        return int(self.db_session.execute(query, dict(self.parameters)).scalar_one())
 
     def all(self) -> list[ModelT]:
         """Every row of the page (every row at all without a limit)."""
-        query, parameters = self._select()
-        return list(self.db_session.scalars(query, parameters))
+        return list(self.db_session.scalars(self._select(), self._parameters()))
 
-    def _plain_rows(self, query: Select[Any], parameters: dict[str, Any]) -> list[Any]:
-        """The rows of ``query`` as named tuples. Outside a unit of work they are
-        read on a connection of their own, past the ORM session's bookkeeping."""
+    def _fetch(self, fetch: int) -> list[Any]:
+        """Up to ``fetch`` rows from the cursor on: named tuples for ``rows()``
+        (read on a connection of their own outside a unit of work, past the ORM
+        session's bookkeeping), else model instances."""
+        parameters = self._parameters()
+        if not self.as_rows:
+            return list(self.db_session.scalars(self._select(fetch=fetch), parameters))
         if in_unit_of_work(self.db_session):
-            return _as_named_tuples(self.db_session.execute(query, parameters))
+            return _as_named_tuples(self.db_session.execute(self._select(fetch=fetch), parameters))
         bind = self.db_session.get_bind()
+        if self.prepared_as is not None:
+            return self._prepared_page().all(bind, {**parameters, _FETCH_PARAMETER: fetch})
         with bind.connect() if isinstance(bind, Engine) else nullcontext(bind) as connection:
-            return _as_named_tuples(connection.execute(query, parameters))
+            return _as_named_tuples(connection.execute(self._select(fetch=fetch), parameters))
 
-    def _instances(self, query: Select[Any], parameters: dict[str, Any]) -> list[Any]:
-        return list(self.db_session.scalars(query, parameters))
+    def _prepared_page(self) -> PreparedStatement:
+        """The page's statement, compiled once per key, sort and kind of cursor (``prepared``)."""
+        sort = None if self.sort_column is None else self.sort_column.key
+        key = (self.prepared_as, self.model, sort, self.descending, self.after_keyset is not None)
+        statement = _PREPARED_PAGES.get(key)
+        if statement is None:
+            if len(_PREPARED_PAGES) >= _PREPARED_PAGES_KEPT:
+                del _PREPARED_PAGES[next(iter(_PREPARED_PAGES))]
+            query = self._select(fetch=bindparam(_FETCH_PARAMETER, type_=Integer))
+            statement = _PREPARED_PAGES[key] = PreparedStatement(query, "Row")
+        return statement
 
     def page(self, *, with_count: bool = False) -> Page[ModelT]:
         """One page, and whether another follows: one row more than the limit is
         fetched, so the last page is known to be the last without a second query."""
         if self.row_limit is None:
             raise ValueError("a page needs a limit")
-        query, parameters = self._select(fetch=self.row_limit + 1)
-        fetch = self._plain_rows if self.as_rows else self._instances
-        rows: Sequence[ModelT] = fetch(query, parameters)
+        rows: Sequence[ModelT] = self._fetch(self.row_limit + 1)
         items = list(rows[: self.row_limit])
         next_keyset = self.keyset_of(items[-1]) if len(rows) > self.row_limit else None
         return Page(items, next_keyset, self.count() if with_count else None)

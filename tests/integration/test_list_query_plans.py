@@ -13,9 +13,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import psycopg
 import pytest
 from flask import Flask
-from sqlalchemy import event, text
+from sqlalchemy import text
 
 from service.api.listing import listing_filters, listing_scope
 from service.extensions import db
@@ -71,20 +72,21 @@ def seeded_app() -> Iterator[Flask]:
 
 @contextmanager
 def listing_statements(app: Flask) -> Iterator[list[tuple[str, Any]]]:
-    """The SELECTs of user sessions the app sends to the driver, with their parameters."""
+    """The SELECTs of user sessions the app sends to the driver, with their parameters,
+    seen at the driver's cursor (listings run past SQLAlchemy's execution events)."""
     captured: list[tuple[str, Any]] = []
+    execute = psycopg.Cursor.execute
 
-    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
-        if statement.startswith("SELECT user_sessions.uuid"):
-            captured.append((statement, parameters))
+    def capture(cursor: Any, query: Any, params: Any = None, **kwargs: Any) -> Any:
+        if isinstance(query, str) and query.startswith("SELECT user_sessions.uuid"):
+            captured.append((query, params))
+        return execute(cursor, query, params, **kwargs)
 
-    with app.app_context():
-        engine = db.engine
-    event.listen(engine, "before_cursor_execute", capture)
+    psycopg.Cursor.execute = capture  # type: ignore[method-assign]
     try:
         yield captured
     finally:
-        event.remove(engine, "before_cursor_execute", capture)
+        psycopg.Cursor.execute = execute  # type: ignore[method-assign]
 
 
 def plan_nodes(app: Flask, query: dict[str, str]) -> list[dict[str, Any]]:
