@@ -11,7 +11,6 @@ them. The folder is made (or emptied) before the first worker starts.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import shutil
 import tempfile
@@ -31,7 +30,9 @@ def _int(name: str, default: int, *aliases: str) -> int:
 bind = os.environ.get("GUNICORN_BIND") or f"{os.environ.get('HOST', '127.0.0.1')}:{_int('PORT', 8000)}"
 
 # Worker processes: 2 * cores + 1 unless told (WEB_CONCURRENCY is the common name).
-workers = _int("GUNICORN_WORKERS", multiprocessing.cpu_count() * 2 + 1, "WEB_CONCURRENCY")
+# os.cpu_count(), not multiprocessing's: every worker is forked from this process
+# and would carry the multiprocessing package it never uses.
+workers = _int("GUNICORN_WORKERS", (os.cpu_count() or 1) * 2 + 1, "WEB_CONCURRENCY")
 threads = _int("GUNICORN_THREADS", 1)
 worker_class = "gthread" if threads > 1 else "sync"
 

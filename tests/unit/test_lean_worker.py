@@ -58,3 +58,8 @@ def test_serving_without_rate_limit_does_not_import_limits(tmp_path: Path) -> No
     assert serving(packages, tmp_path, REDIS_URL="redis://127.0.0.1:1/0") == dict.fromkeys(packages, False)
     assert serving(["limits"], tmp_path, RATE_LIMIT="10/second") == {"limits": True}
 
+
+def test_gunicorn_settings_do_not_import_multiprocessing(tmp_path: Path) -> None:
+    """Every worker is forked from the master: what ``gunicorn.conf.py`` imports, each worker carries."""
+    code = "import runpy; runpy.run_path('gunicorn.conf.py')"
+    assert loaded(["multiprocessing"], code, tmp_path) == {"multiprocessing": False}
