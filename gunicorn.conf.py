@@ -11,7 +11,7 @@ them. The folder is made (or emptied) before the first worker starts.
 
 from __future__ import annotations
 
-import multiprocessing
+import gc
 import os
 import shutil
 import tempfile
@@ -31,7 +31,9 @@ def _int(name: str, default: int, *aliases: str) -> int:
 bind = os.environ.get("GUNICORN_BIND") or f"{os.environ.get('HOST', '127.0.0.1')}:{_int('PORT', 8000)}"
 
 # Worker processes: 2 * cores + 1 unless told (WEB_CONCURRENCY is the common name).
-workers = _int("GUNICORN_WORKERS", multiprocessing.cpu_count() * 2 + 1, "WEB_CONCURRENCY")
+# os.cpu_count(), not multiprocessing's: every worker is forked from this process
+# and would carry the multiprocessing package it never uses.
+workers = _int("GUNICORN_WORKERS", (os.cpu_count() or 1) * 2 + 1, "WEB_CONCURRENCY")
 threads = _int("GUNICORN_THREADS", 1)
 worker_class = "gthread" if threads > 1 else "sync"
 
@@ -43,10 +45,16 @@ keepalive = _int("GUNICORN_KEEPALIVE", 5)
 max_requests = _int("GUNICORN_MAX_REQUESTS", 0)
 max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", max_requests // 10)
 
-# The app is imported in each worker after the fork: no connection crosses a fork.
 # The longest request line gunicorn allows; a listing's query string can be long.
 limit_request_line = 8190
-preload_app = False
+# The app is created once, in the master, and every worker is forked from it:
+# the workers share its modules and objects instead of each building a copy
+# of its own, and a replaced worker starts at once. create_app() opens no
+# connection (the database pool and the Redis client connect on first use), so
+# none crosses a fork; post_fork() still hands each worker an empty pool. New
+# code needs a restart of the master: a HUP restarts the workers on the code
+# already loaded.
+preload_app = True
 accesslog = None
 errorlog = "-"
 # No control socket: its default path is one per user, shared by every master on the machine.
@@ -70,6 +78,26 @@ def on_starting(_server: Any) -> None:
     path.mkdir(parents=True, exist_ok=True)
     for stale in path.glob("*.db"):
         stale.unlink()
+
+
+def pre_fork(_server: Any, _worker: Any) -> None:
+    """Hide what the master built from the garbage collector before forking: a
+    worker's collections would otherwise write to every object they visit, and
+    so copy the memory pages the worker shares with the master."""
+    gc.freeze()
+
+
+def post_fork(server: Any, _worker: Any) -> None:
+    """A new worker drops any pooled connection the master might hold (SQLAlchemy's
+    advice for a forked process): it must never share a socket with its siblings."""
+    if not server.cfg.preload_app:
+        return
+    from service.extensions import db
+
+    app = server.app.wsgi()  # the app the master loaded
+    with app.app_context():
+        for engine in db.engines.values():
+            engine.dispose(close=False)
 
 
 def child_exit(_server: Any, worker: Any) -> None:

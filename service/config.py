@@ -10,8 +10,6 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from limits import parse_many
-
 DEVELOPMENT_SECRET_KEY = "development-only-secret-key-do-not-use-in-production"  # noqa: S105
 
 log = logging.getLogger(__name__)
@@ -65,6 +63,8 @@ def _log_level(environ: Mapping[str, str]) -> str:
 
 def _check_rate_limit(value: str) -> None:
     """``100/second``, ``10 per minute``, or several joined by ``;``."""
+    from limits import parse_many  # only a service with RATE_LIMIT set loads ``limits``
+
     try:
         limits = parse_many(value)
     except ValueError:

@@ -8,20 +8,26 @@ per-process counts: never a 5xx, and a flood is still bounded.
 
 :func:`check` is called by the authentication guard, before the key is
 judged, so a failed authentication counts as well.
+
+The ``limits`` package is imported only when ``RATE_LIMIT`` is set: a service
+without a rate limit never loads it.
 """
 
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
-import redis
 from flask import Flask, current_app
-from limits import RateLimitItem, parse_many
-from limits.storage import MemoryStorage, RedisStorage
-from limits.strategies import FixedWindowRateLimiter
 
-from service.cache import RedisLink, redis_link
+from service.cache import redis_link
 from service.errors import RateLimited
+
+if TYPE_CHECKING:
+    from limits import RateLimitItem
+    from limits.strategies import FixedWindowRateLimiter
+
+    from service.cache import RedisLink
 
 EXTENSION = "rate_limiter"
 REDIS_KEY_PREFIX = "user-sessions:rate-limit"
@@ -31,6 +37,9 @@ class RequestRateLimiter:
     """The configured limits, counted in Redis when there is one, else here."""
 
     def __init__(self, limits: list[RateLimitItem], link: RedisLink | None) -> None:
+        from limits.storage import MemoryStorage, RedisStorage
+        from limits.strategies import FixedWindowRateLimiter
+
         self.limits = limits
         self.link = link
         self.local = FixedWindowRateLimiter(MemoryStorage())
@@ -49,6 +58,8 @@ class RequestRateLimiter:
     def check(self, bucket: str) -> None:
         """Count one request in ``bucket``; raise :class:`RateLimited` past a limit."""
         if self.shared is not None and self.link is not None and self.link.available():
+            import redis  # loaded by the link
+
             try:
                 self._hit(self.shared, bucket)
             except redis.RedisError as error:
@@ -69,6 +80,8 @@ def init_app(app: Flask) -> None:
     """Set up the limiter when ``RATE_LIMIT`` is set (after ``cache.init_app``)."""
     spec = app.config["RATE_LIMIT"]
     if spec:
+        from limits import parse_many
+
         app.extensions[EXTENSION] = RequestRateLimiter(parse_many(spec), redis_link(app))
 
 

@@ -28,6 +28,10 @@ reach Redis leaves a stale entry, for ``CACHE_TTL`` at most.
 
 Keys hold the session uuid in a hash tag, so an entry and its fence share a
 Redis Cluster slot, as a script's keys must.
+
+Only a :class:`UserSessionCache` calls Redis, and one is made only when
+``REDIS_URL`` is set (its link has imported ``redis`` by then): so ``redis`` is
+imported where its errors are caught, not at the top of this module.
 """
 
 from __future__ import annotations
@@ -37,12 +41,15 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
-import redis
 from flask import Flask, current_app
 
 from service import metrics
-from service.cache import RedisLink, redis_link
+from service.cache import redis_link
+
+if TYPE_CHECKING:
+    from service.cache import RedisLink
 
 EXTENSION = "user_session_cache"
 KEY_PREFIX = "user-sessions:v1"
@@ -153,6 +160,8 @@ class UserSessionCache:
 
     def lookup(self, user_session_uuid: uuid.UUID) -> Representation | None:
         """The cached representation, or None (a miss, Redis down, or its breaker open)."""
+        import redis
+
         if not self.link.available():
             metrics.record_cache_request("error")
             return None
@@ -169,6 +178,8 @@ class UserSessionCache:
 
     def store(self, user_session_uuid: uuid.UUID, representation: Representation) -> bool:
         """Keep ``representation`` unless the fence or a newer entry forbids it; True when kept."""
+        import redis
+
         lifetime_ms = self.ttl_ms
         if representation.expires_at_us is not None:
             lifetime_ms = min(lifetime_ms, (representation.expires_at_us - now_us()) // 1000)
@@ -191,6 +202,8 @@ class UserSessionCache:
         """Drop the entries of sessions committed at these versions (None: erased)
         and fence off older ones. Tries Redis whatever its breaker says; True when
         Redis took it."""
+        import redis
+
         if not versions:
             return True
         keys: list[str] = []

@@ -1,12 +1,14 @@
 """The service as operators run it: gunicorn with several workers and ``gunicorn.conf.py``.
 
 Metrics summed over workers, one JSON line per request on stdout (no access
-log), a rate limit shared by every worker through Redis, and no acknowledged
-write lost when a worker is killed with SIGKILL.
+log), a rate limit shared by every worker through Redis, no acknowledged
+write lost when a worker is killed with SIGKILL, and workers forked from a
+master that loaded the app once and holds no connection.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -43,6 +45,23 @@ def metric_value(server: LiveServer, name: str, **labels: str) -> float:
 def workers_of(server: LiveServer) -> list[int]:
     children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children").read_text()
     return [int(pid) for pid in children.split()]
+
+
+def established_connections(pid: int) -> list[str]:
+    """The remote addresses (hex, as /proc/net/tcp writes them) of ``pid``'s open TCP connections."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target.removeprefix("socket:[").removesuffix("]"))
+    remote = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[9] in inodes and fields[3] == "01":  # 01: ESTABLISHED
+                remote.append(fields[2])
+    return remote
 
 
 def json_lines(text: str) -> list[dict[str, object]]:
@@ -182,3 +201,18 @@ def test_a_worker_killed_with_sigkill_loses_no_acknowledged_write(gunicorn: Star
     assert len(workers_of(server)) == 3
     assert not set(killed) & set(workers_of(server))
     assert server.process.poll() is None
+
+
+def test_the_master_loads_the_app_once_and_no_connection_crosses_a_fork(gunicorn: StartGunicorn) -> None:
+    """gunicorn.conf.py preloads the app: the workers are forked from a master
+    that built it once (one start-up warning, not one per worker) and that
+    never connects to the database, so no worker inherits a socket."""
+    server = gunicorn(API_KEYS="")
+    for _ in range(6):
+        created = requests.post(server.url("/user-sessions"), json={"name": "Ada"}, timeout=10)
+        assert created.status_code == 201
+        assert requests.get(server.url(created.headers["Location"]), timeout=10).status_code == 200
+    assert requests.get(server.url("/readyz"), timeout=10).status_code == 200
+
+    assert server.log().count("API_KEYS is not set") == 1
+    assert established_connections(server.process.pid) == []
