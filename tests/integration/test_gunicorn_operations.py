@@ -216,3 +216,12 @@ def test_the_master_loads_the_app_once_and_no_connection_crosses_a_fork(gunicorn
 
     assert server.log().count("API_KEYS is not set") == 1
     assert established_connections(server.process.pid) == []
+
+
+def test_gunicorns_own_log_lines_are_written(gunicorn: StartGunicorn) -> None:
+    """The service's logging settings leave gunicorn's records (pid and all) intact."""
+    server = gunicorn()
+    assert requests.get(server.url("/healthz"), timeout=10).status_code == 200
+    log = server.log()
+    assert "Booting worker with pid" in log
+    assert "Logging error" not in log
