@@ -75,10 +75,14 @@ def is_open(path: str) -> bool:
 
 def presented_key() -> str | None:
     """The key the request sends: ``Authorization: Bearer <key>``, else ``X-API-Key``."""
-    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    # Read from the WSGI environ: an absent header costs no exception there.
+    environ = request.environ
+    authorization: str = environ.get("HTTP_AUTHORIZATION", "")
+    scheme, _, credentials = authorization.partition(" ")
     if scheme.lower() == "bearer" and credentials.strip():
         return credentials.strip()
-    return request.headers.get("X-API-Key", "").strip() or None
+    presented: str = environ.get("HTTP_X_API_KEY", "")
+    return presented.strip() or None
 
 
 def current_key_identity() -> str:
@@ -115,9 +119,11 @@ def _guard() -> None:
 
 
 def init_app(app: Flask) -> None:
-    """Load the keys and guard every request that is not open."""
+    """Load the keys and guard every request that is not open (with neither keys
+    nor a rate limit configured there is nothing to guard)."""
     app.extensions[EXTENSION] = ApiKeys(app.config["API_KEYS"])
     for key in app.config["API_KEYS"]:
         if len(key) < RECOMMENDED_LENGTH:
             log.warning("API key %s is short: use random keys of %s+ characters", fingerprint(key), RECOMMENDED_LENGTH)
-    app.before_request(_guard)
+    if app.config["API_KEYS"] or app.config["RATE_LIMIT"]:
+        app.before_request(_guard)

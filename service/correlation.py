@@ -9,11 +9,13 @@ import uuid
 from flask import Flask, Response, g, has_request_context, request
 
 HEADER = "X-Correlation-ID"
+# The header as the WSGI environ names it: reading it there costs no exception when it is absent.
+_ENVIRON_KEY = "HTTP_X_CORRELATION_ID"
 _SANE = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 
 def _assign() -> None:
-    sent = request.headers.get(HEADER, "")
+    sent = request.environ.get(_ENVIRON_KEY, "")
     g.correlation_id = sent if _SANE.fullmatch(sent) else uuid.uuid4().hex
 
 

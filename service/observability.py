@@ -47,9 +47,10 @@ def _start() -> None:
 def _finish(response: Response) -> Response:
     started: float | None = g.get("request_started")
     duration = time.perf_counter() - started if started is not None else 0.0
-    rule = request.url_rule
+    current = request._get_current_object()  # type: ignore[attr-defined]
+    rule = current.url_rule
     route = route_template(rule.rule) if rule is not None else UNMATCHED_ROUTE
-    method = request.method if request.method in KNOWN_METHODS else "OTHER"
+    method = current.method if current.method in KNOWN_METHODS else "OTHER"
     count, durations = _request_metrics(method, route, response.status_code)
     count.inc()
     durations.observe(duration)
