@@ -5,7 +5,8 @@ from service.repositories.base_repository import BaseRepository
 from service.repositories.factory import get_idempotency_repository, get_user_session_repository
 from service.repositories.idempotency_repository import IdempotencyRepository, IdempotencyScope
 from service.repositories.query import Keyset, ListQuery, Page, SortOrder
-from service.repositories.user_session_repository import DeletedFilter, UserSessionFilters, UserSessionRepository
+from service.repositories.user_session_filters import DeletedFilter, UserSessionFilters
+from service.repositories.user_session_repository import UserSessionRepository
 
 __all__ = [
     "BaseRepository",

@@ -13,6 +13,7 @@ serves both directions with and without a cursor.
 from __future__ import annotations
 
 import functools
+import threading
 from collections import namedtuple
 from collections.abc import Hashable, Mapping, Sequence
 from contextlib import nullcontext
@@ -32,6 +33,7 @@ _FETCH_PARAMETER = "page_rows"
 # Page statements compiled for ``ListQuery.prepared``: a few shapes of query, bounded all the same.
 _PREPARED_PAGES: dict[Hashable, PreparedStatement] = {}
 _PREPARED_PAGES_KEPT = 256
+_PREPARED_PAGES_LOCK = threading.Lock()
 
 
 @functools.lru_cache(maxsize=64)
@@ -205,12 +207,13 @@ class ListQuery(Generic[ModelT]):
         """The page's statement, compiled once per key, sort and kind of cursor (``prepared``)."""
         sort = None if self.sort_column is None else self.sort_column.key
         key = (self.prepared_as, self.model, sort, self.descending, self.after_keyset is not None)
-        statement = _PREPARED_PAGES.get(key)
-        if statement is None:
-            if len(_PREPARED_PAGES) >= _PREPARED_PAGES_KEPT:
-                del _PREPARED_PAGES[next(iter(_PREPARED_PAGES))]
-            query = self._select(fetch=bindparam(_FETCH_PARAMETER, type_=Integer))
-            statement = _PREPARED_PAGES[key] = PreparedStatement(query, "Row")
+        with _PREPARED_PAGES_LOCK:
+            statement = _PREPARED_PAGES.get(key)
+            if statement is None:
+                if len(_PREPARED_PAGES) >= _PREPARED_PAGES_KEPT:
+                    del _PREPARED_PAGES[next(iter(_PREPARED_PAGES))]
+                query = self._select(fetch=bindparam(_FETCH_PARAMETER, type_=Integer))
+                statement = _PREPARED_PAGES[key] = PreparedStatement(query, "Row")
         return statement
 
     def page(self, *, with_count: bool = False) -> Page[ModelT]:
