@@ -17,6 +17,7 @@ The ``redis`` package is imported by the first link made: a service without
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import TYPE_CHECKING, Literal
 
@@ -35,22 +36,43 @@ CacheState = Literal["ok", "unavailable", "disabled"]
 
 
 class RedisLink:
-    """A Redis client with short timeouts, no retries, and a breaker."""
+    """A Redis client with short timeouts, no retries, and a breaker.
+
+    Each process calls Redis on one connection of its own (``client``), made
+    on first use, never before a fork: a cache hit is one short command, and
+    a pool's checkout and health check per command cost a quarter of it.
+    ``pooled`` shares the pool for what keeps connections of its own (the
+    rate limiter) and never connects by being made.
+    """
 
     def __init__(self, url: str, *, timeout_seconds: float, retry_interval: float) -> None:
         import redis
         from redis.backoff import NoBackoff
         from redis.retry import Retry
 
-        self.client: redis.Redis = redis.Redis.from_url(
+        self.pool = redis.ConnectionPool.from_url(
             url,
             socket_timeout=timeout_seconds,
             socket_connect_timeout=timeout_seconds,
             # A request never waits for Redis to come back: the breaker decides when to try again.
             retry=Retry(NoBackoff(), 0),
         )
+        self.pooled: redis.Redis = redis.Redis(connection_pool=self.pool)
+        self._client: redis.Redis | None = None
+        self._client_pid = 0
         self.retry_interval = retry_interval
         self._down_until = 0.0
+
+    @property
+    def client(self) -> redis.Redis:
+        """This process's client, on one connection (shared by its threads under a lock)."""
+        import redis
+
+        pid = os.getpid()
+        if self._client is None or self._client_pid != pid:
+            self._client = redis.Redis(connection_pool=self.pool, single_connection_client=True)
+            self._client_pid = pid
+        return self._client
 
     def available(self) -> bool:
         """False while the breaker is open (Redis failed less than the retry interval ago)."""

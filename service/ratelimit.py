@@ -47,7 +47,7 @@ class RequestRateLimiter:
             FixedWindowRateLimiter(
                 RedisStorage(
                     "redis://",  # the connection comes from the link's pool, with its timeouts
-                    connection_pool=link.client.connection_pool,
+                    connection_pool=link.pool,
                     key_prefix=REDIS_KEY_PREFIX,
                 )
             )

@@ -147,8 +147,9 @@ class UserSessionCache:
         self.link = link
         self.ttl_ms = ttl_seconds * 1000
         self.fence_ms = FENCE_SECONDS * 1000
-        self._store = link.client.register_script(_STORE)
-        self._invalidate = link.client.register_script(_INVALIDATE)
+        # Registered on the pooled client (which connects only when called); run on ``link.client``.
+        self._store = link.pooled.register_script(_STORE)
+        self._invalidate = link.pooled.register_script(_INVALIDATE)
 
     @staticmethod
     def entry_key(user_session_uuid: uuid.UUID) -> str:
@@ -191,6 +192,7 @@ class UserSessionCache:
             stored = self._store(
                 keys=[self.entry_key(user_session_uuid), self.fence_key(user_session_uuid)],
                 args=[representation.version, lifetime_ms, representation.encode()],
+                client=self.link.client,
             )
         except redis.RedisError as error:
             self.link.failed("cache_store", error)
@@ -212,7 +214,7 @@ class UserSessionCache:
             keys += [self.entry_key(user_session_uuid), self.fence_key(user_session_uuid)]
             args.append(GONE if version is None else version)
         try:
-            self._invalidate(keys=keys, args=args)
+            self._invalidate(keys=keys, args=args, client=self.link.client)
         except redis.RedisError as error:
             # Counted and logged by the link; the entries lapse within CACHE_TTL.
             self.link.failed("cache_invalidate", error)

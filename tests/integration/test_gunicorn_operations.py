@@ -218,6 +218,20 @@ def test_the_master_loads_the_app_once_and_no_connection_crosses_a_fork(gunicorn
     assert established_connections(server.process.pid) == []
 
 
+def test_with_redis_the_master_never_connects_and_every_worker_reads_the_cache(gunicorn: StartGunicorn) -> None:
+    """Each worker opens its own Redis connection on first use: none is made
+    in the master, so none is shared across a fork."""
+    server = gunicorn(REDIS_URL=shared_redis_url(), RATE_LIMIT="1000/minute")
+    created = requests.post(server.url("/user-sessions"), json={"name": "Ada"}, timeout=10)
+    assert created.status_code == 201
+    url = server.url(created.headers["Location"])
+    bodies = {requests.get(url, timeout=10).content for _ in range(24)}
+    assert len(bodies) == 1
+    assert metric_value(server, "cache_requests_total", result="hit") >= 1
+    assert metric_value(server, "cache_requests_total", result="error") == 0
+    assert established_connections(server.process.pid) == []
+
+
 def test_gunicorns_own_log_lines_are_written(gunicorn: StartGunicorn) -> None:
     """The service's logging settings leave gunicorn's records (pid and all) intact."""
     server = gunicorn()
