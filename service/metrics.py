@@ -11,8 +11,9 @@ Labels stay few and bounded: a route is its template, never the raw path.
 
 from __future__ import annotations
 
+import functools
 import os
-from typing import Literal
+from typing import Any, Literal
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 
@@ -52,7 +53,12 @@ CacheResult = Literal["hit", "miss", "error"]
 
 def record_cache_request(result: CacheResult) -> None:
     """Count one cache lookup; the read-through cache calls this for each."""
-    CACHE_REQUESTS.labels(result=result).inc()
+    _cache_requests(result).inc()
+
+
+@functools.cache
+def _cache_requests(result: CacheResult) -> Any:
+    return CACHE_REQUESTS.labels(result=result)
 
 
 def render() -> bytes:
