@@ -151,16 +151,21 @@ class UserSessionSchema(Schema):
         if self.only or self.exclude:
             return super().dump(obj, many=many)
         items = obj if (self.many if many is None else many) else [obj]
-        dumped = [self._represent(item) for item in items]
+        layouts: dict[type, _RowLayout] = {}  # named tuples of one class share their fields
+        dumped = [self._represent(item, layouts) for item in items]
         return dumped if items is obj else dumped[0]
 
-    def _represent(self, item: Any) -> dict[str, Any]:
+    def _represent(self, item: Any, layouts: dict[type, _RowLayout]) -> dict[str, Any]:
         if isinstance(item, Row | tuple):
             row: Any = item
-            layout = _row_layout(type(self), row._fields)
+            layout = layouts.get(type(row))
+            if layout is None or isinstance(row, Row):  # SQLAlchemy's rows share one class, whatever their fields
+                layout = layouts[type(row)] = _row_layout(type(self), row._fields)
             represented = dict(zip(layout.keys, layout.pick(row), strict=True))
             for key, convert in layout.conversions:
-                represented[key] = convert(represented[key])
+                value = represented[key]
+                if value is not None:
+                    represented[key] = convert(value)
             return represented
         return {key: convert(getattr(item, attribute)) for key, attribute, convert in _representation_table(type(self))}
 
