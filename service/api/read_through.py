@@ -16,6 +16,7 @@ from flask import Response, current_app
 
 from service import operations
 from service.errors import UserSessionNotFound
+from service.json import JSONProvider
 from service.schemas import UserSessionSchema
 from service.user_session_cache import CONTENT_TYPE, Representation, epoch_microseconds, now_us, user_session_cache
 
@@ -25,8 +26,9 @@ _SCHEMA = UserSessionSchema()
 def render(user_session: Any) -> Representation:
     """The 200 representation of ``user_session`` (a ``UserSession`` or a row with its
     attributes), as the uncached path serialises it."""
-    # The bytes ``jsonify`` answers (compact, outside debug mode), without a response to take them from.
-    body = f"{current_app.json.dumps(_SCHEMA.dump(user_session), separators=(',', ':'))}\n".encode()
+    provider: JSONProvider = current_app.json  # type: ignore[assignment]
+    # The bytes ``jsonify`` answers (outside debug mode), without a response to take them from.
+    body = provider.compact_body(_SCHEMA.dump(user_session))
     expires_at = user_session.expires_at
     return Representation(user_session.version, None if expires_at is None else epoch_microseconds(expires_at), body)
 
