@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from typing import TYPE_CHECKING, Literal
 
@@ -38,11 +39,12 @@ CacheState = Literal["ok", "unavailable", "disabled"]
 class RedisLink:
     """A Redis client with short timeouts, no retries, and a breaker.
 
-    Each process calls Redis on one connection of its own (``client``), made
-    on first use, never before a fork: a cache hit is one short command, and
-    a pool's checkout and health check per command cost a quarter of it.
-    ``pooled`` shares the pool for what keeps connections of its own (the
-    rate limiter) and never connects by being made.
+    Each thread calls Redis on a connection of its own (``client``), made on
+    its first call, never before a fork: a cache hit is one short command,
+    and a pool's checkout and health check per command cost a quarter of it.
+    (Threads never queue behind each other's calls, so ``REDIS_TIMEOUT_MS``
+    bounds every wait.) ``pooled`` shares the pool for what keeps connections
+    of its own (the rate limiter) and never connects by being made.
     """
 
     def __init__(self, url: str, *, timeout_seconds: float, retry_interval: float) -> None:
@@ -58,21 +60,22 @@ class RedisLink:
             retry=Retry(NoBackoff(), 0),
         )
         self.pooled: redis.Redis = redis.Redis(connection_pool=self.pool)
-        self._client: redis.Redis | None = None
-        self._client_pid = 0
+        self._local = threading.local()
         self.retry_interval = retry_interval
         self._down_until = 0.0
 
     @property
     def client(self) -> redis.Redis:
-        """This process's client, on one connection (shared by its threads under a lock)."""
+        """This thread's client, on one connection of its own."""
         import redis
 
+        local = self._local
         pid = os.getpid()
-        if self._client is None or self._client_pid != pid:
-            self._client = redis.Redis(connection_pool=self.pool, single_connection_client=True)
-            self._client_pid = pid
-        return self._client
+        if getattr(local, "pid", None) != pid:  # a new thread, or a process forked since
+            local.client = redis.Redis(connection_pool=self.pool, single_connection_client=True)
+            local.pid = pid
+        client: redis.Redis = local.client
+        return client
 
     def available(self) -> bool:
         """False while the breaker is open (Redis failed less than the retry interval ago)."""

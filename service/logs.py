@@ -65,8 +65,3 @@ def configure_logging(app: Flask) -> None:
     handler.addFilter(CorrelationIdFilter())
     root.addHandler(handler)
     root.setLevel(app.config["LOG_LEVEL"])
-    # No record needs the file and line it was logged from (the JSON lines
-    # carry neither, nor does gunicorn's format): skip the stack walk that
-    # finds them, most of what a log call costs (the logging HOWTO's
-    # "Optimization" section). Process and thread ids stay: gunicorn logs the pid.
-    logging._srcfile = None

@@ -109,8 +109,8 @@ def list_user_sessions(
     """One page of the sessions that match ``filters``, after ``after`` in ``sort`` order,
     as read-only rows with the attributes of a ``UserSession``.
 
-    Like a read of one session, it needs no unit of work; the count, when
-    asked for, runs on the same database session as the page.
+    Like a read of one session, it needs no unit of work: the page is one
+    statement, and the count, when asked for, another.
     """
     return get_user_session_repository().list_page(
         filters, sort=sort, limit=limit, after=after, with_count=with_count, now=utcnow()

@@ -6,8 +6,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
 import pytest
-from sqlalchemy import bindparam, column, select, table
+from sqlalchemy import bindparam, column, select, table, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from service.database import UTCDateTime, get_db_session, one_statement
@@ -164,3 +165,31 @@ def test_a_patch_that_loses_the_race_is_worked_out_again_on_the_winners_write(
     assert result.metadata_ == {**stored.metadata_, "other-writer": True, "this-writer": True}
     with pytest.raises(PreconditionFailed):
         patch_user_session(stored.uuid, {"name": "x"}, precondition=VersionPrecondition(frozenset({stored.version})))
+
+
+def test_an_update_must_say_its_caller_invalidates_the_cache() -> None:
+    statement = update(UserSession).values(name=bindparam("name")).returning(UserSession.uuid)
+    with pytest.raises(ValueError, match="invalidate"):
+        PreparedStatement(statement)
+    PreparedStatement(statement, invalidated_by_caller=True)
+
+
+def test_a_lost_connection_empties_the_pool(database_url: str) -> None:
+    """After a restart every pooled connection is dead: one request learns it, the next gets a new one."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("terminating server backends is PostgreSQL's")
+    engine = db.engine
+    held = [engine.raw_connection() for _ in range(3)]
+    for connection in held:
+        connection.cursor().execute("SELECT 1")
+        connection.close()  # back to the pool, idle
+    with psycopg.connect(database_url.replace("+psycopg", ""), autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    parameters = {"identity": uuid.uuid4(), "now": MOMENT}
+    with pytest.raises(DBAPIError) as lost:
+        READ.first(engine, parameters)
+    assert lost.value.connection_invalidated
+    assert READ.first(engine, parameters) is None

@@ -8,7 +8,14 @@ several times what the database takes to answer it. A prepared statement keeps
 what SQLAlchemy decides (the SQL for the dialect, the type conversions of
 every parameter and column) and drops the per-call machinery. Driver errors
 come out as SQLAlchemy's ``DBAPIError`` family, as from any other query, and
-a connection the database dropped is discarded from the pool.
+a connection the database dropped empties the pool, as SQLAlchemy does: its
+siblings were most likely dropped with it.
+
+What is dropped includes the engine's events (``before_cursor_execute``,
+``handle_error``) and ``echo``: statement tracing does not see these
+statements. Nor does the session's guard against unrecorded writes of user
+sessions (``service.cache_invalidation``): a prepared UPDATE or DELETE must
+say that its caller invalidates what it writes (``invalidated_by_caller``).
 """
 
 from __future__ import annotations
@@ -43,10 +50,14 @@ class PreparedStatement:
     plain values, readable by name or by position.
     """
 
-    def __init__(self, statement: Select[Any] | Insert | Update, row_name: str = "Row") -> None:
+    def __init__(
+        self, statement: Select[Any] | Insert | Update, row_name: str = "Row", *, invalidated_by_caller: bool = False
+    ) -> None:
+        if isinstance(statement, Update) and not invalidated_by_caller:
+            raise ValueError("a prepared UPDATE runs past the session's cache invalidation: its caller must invalidate")
         self.statement = statement
         self._row_name = row_name
-        self._compiled: dict[str, _Compiled] = {}
+        self._compiled: dict[tuple[str, str, str], _Compiled] = {}
 
     def first(self, bind: Engine | Connection, parameters: Mapping[str, Any]) -> Any:
         """The first row for ``parameters``, or None."""
@@ -62,7 +73,8 @@ class PreparedStatement:
         return self._run(bind, parameters, lambda cursor: cursor.fetchall())
 
     def _run(self, engine: Engine, parameters: Mapping[str, Any], fetch: Callable[[Any], list[Any]]) -> list[Any]:
-        compiled = self._compiled.get(engine.dialect.name) or self._compile(engine.dialect)
+        dialect = engine.dialect
+        compiled = self._compiled.get((dialect.name, dialect.driver, dialect.paramstyle)) or self._compile(dialect)
         # As SQLAlchemy does, parameters the statement does not take are left out.
         binds = compiled.binds
         bound: dict[str, Any] = {
@@ -76,7 +88,7 @@ class PreparedStatement:
         try:
             connection = engine.raw_connection()
         except driver_error as error:
-            raise self._translate(engine.dialect, compiled.sql, error, None) from error
+            raise self._translate(engine, compiled.sql, error, None) from error
         try:
             cursor = connection.cursor()
             try:
@@ -85,7 +97,7 @@ class PreparedStatement:
             finally:
                 cursor.close()
         except driver_error as error:
-            raise self._translate(engine.dialect, compiled.sql, error, connection) from error
+            raise self._translate(engine, compiled.sql, error, connection) from error
         finally:
             connection.close()
         if not compiled.conversions:
@@ -102,6 +114,8 @@ class PreparedStatement:
 
     def _compile(self, dialect: Dialect) -> _Compiled:
         compiled = self.statement.compile(dialect=dialect)
+        if compiled.post_compile_params:
+            raise ValueError("a prepared statement cannot hold parameters rendered at execution (IN lists)")
         binds = {name: bind.type.dialect_impl(dialect).bind_processor(dialect) for name, bind in compiled.binds.items()}
         processors = (
             column.type.dialect_impl(dialect).result_processor(dialect, None)
@@ -118,17 +132,21 @@ class PreparedStatement:
             conversions=conversions,
             row_type=namedtuple(self._row_name, fields),
         )
-        self._compiled[dialect.name] = result
+        self._compiled[(dialect.name, dialect.driver, dialect.paramstyle)] = result
         return result
 
     @staticmethod
-    def _translate(dialect: Dialect, sql: str, error: Exception, connection: Any) -> StatementError:
-        """The error as SQLAlchemy reports it; a lost connection leaves the pool."""
+    def _translate(engine: Engine, sql: str, error: Exception, connection: Any) -> StatementError:
+        """The error as SQLAlchemy reports it. A lost connection leaves the pool,
+        and the pool starts afresh: the database restarted or failed over, and
+        the other idle connections are as dead as this one."""
+        dialect = engine.dialect
         disconnected = False
         if connection is not None:
             disconnected = dialect.is_disconnect(error, connection.dbapi_connection, None)  # type: ignore[arg-type]
             if disconnected:
                 connection.invalidate(error)
+                engine.dispose()
         return DBAPIError.instance(
             sql,
             None,

@@ -46,7 +46,7 @@ def _update_if_unchanged(attributes: frozenset[str]) -> PreparedStatement:
         .values(values)
         .returning(*attribute_columns(UserSession))
     )
-    return PreparedStatement(statement, "UserSessionRow")
+    return PreparedStatement(statement, "UserSessionRow", invalidated_by_caller=True)
 
 
 class VerificationAttempt(NamedTuple):
