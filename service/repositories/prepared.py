@@ -24,7 +24,7 @@ from collections import namedtuple
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Engine, Insert, Select, Update
+from sqlalchemy import Connection, Delete, Engine, Insert, Select, Update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, StatementError
 
@@ -51,10 +51,14 @@ class PreparedStatement:
     """
 
     def __init__(
-        self, statement: Select[Any] | Insert | Update, row_name: str = "Row", *, invalidated_by_caller: bool = False
+        self,
+        statement: Select[Any] | Insert | Update | Delete,
+        row_name: str = "Row",
+        *,
+        invalidated_by_caller: bool = False,
     ) -> None:
-        if isinstance(statement, Update) and not invalidated_by_caller:
-            raise ValueError("a prepared UPDATE runs past the session's cache invalidation: its caller must invalidate")
+        if isinstance(statement, Update | Delete) and not invalidated_by_caller:
+            raise ValueError("a prepared write runs past the session's cache invalidation: its caller must invalidate")
         self.statement = statement
         self._row_name = row_name
         self._compiled: dict[tuple[str, str, str], _Compiled] = {}
