@@ -143,7 +143,11 @@ def test_the_entrypoint_waits_for_a_late_database_migrates_it_and_serves(tmp_pat
         assert created.status_code == 201
         # `exec`: the entry point's process is now gunicorn's master, and it stops on SIGTERM.
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0
+        # The master gives its workers GUNICORN_GRACEFUL_TIMEOUT (30 s) to finish: wait longer than that.
+        try:
+            assert process.wait(timeout=45) == 0
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"gunicorn did not stop on SIGTERM:\n{log_path.read_text()}")
         assert "Shutting down: Master" in log_path.read_text()
     finally:
         if process.poll() is None:
