@@ -53,9 +53,8 @@ def _default_of(default: Any) -> Callable[[], Any]:
 @functools.cache
 def _read_by_id(model: Any) -> PreparedStatement:
     primary_key = inspect(model).primary_key[0]
-    return PreparedStatement(
-        select(*attribute_columns(model)).where(primary_key == bindparam("identity")), model.__name__
-    )
+    statement = select(*attribute_columns(model)).where(primary_key == bindparam("identity"))
+    return PreparedStatement(statement, f"{model.__name__}Row")
 
 
 class BaseRepository(Generic[ModelT]):

@@ -31,6 +31,11 @@ from sqlalchemy.exc import DBAPIError, StatementError
 _Convert = Callable[[Any], Any] | None
 
 
+def _dialect_key(dialect: Dialect) -> tuple[str, str, str]:
+    """What the compiled SQL and its conversions depend on."""
+    return dialect.name, dialect.driver, dialect.paramstyle
+
+
 class _Compiled(NamedTuple):
     sql: str
     # Values the statement itself carries (literals SQLAlchemy binds, such as the 1 of ``version + 1``).
@@ -65,7 +70,7 @@ class PreparedStatement:
 
     def first(self, bind: Engine | Connection, parameters: Mapping[str, Any]) -> Any:
         """The first row for ``parameters``, or None."""
-        if isinstance(bind, Connection):  # a session bound to one connection (tests do that)
+        if isinstance(bind, Connection):  # a session bound to one connection: run in its transaction
             return bind.execute(self.statement, parameters).first()
         rows = self._run(bind, parameters, lambda cursor: [row] if (row := cursor.fetchone()) is not None else [])
         return rows[0] if rows else None
@@ -77,8 +82,7 @@ class PreparedStatement:
         return self._run(bind, parameters, lambda cursor: cursor.fetchall())
 
     def _run(self, engine: Engine, parameters: Mapping[str, Any], fetch: Callable[[Any], list[Any]]) -> list[Any]:
-        dialect = engine.dialect
-        compiled = self._compiled.get((dialect.name, dialect.driver, dialect.paramstyle)) or self._compile(dialect)
+        compiled = self._compiled.get(_dialect_key(engine.dialect)) or self._compile(engine.dialect)
         # As SQLAlchemy does, parameters the statement does not take are left out.
         binds = compiled.binds
         bound: dict[str, Any] = {
@@ -136,7 +140,7 @@ class PreparedStatement:
             conversions=conversions,
             row_type=namedtuple(self._row_name, fields),
         )
-        self._compiled[(dialect.name, dialect.driver, dialect.paramstyle)] = result
+        self._compiled[_dialect_key(dialect)] = result
         return result
 
     @staticmethod

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, Table, bindparam, inspect, select, update
+from sqlalchemy import Table, bindparam, inspect, select, update
 from sqlalchemy.orm import InstrumentedAttribute
 
 from service.cache_invalidation import RECORDED, invalidate_committed, record_write
@@ -105,12 +105,6 @@ class UserSessionRepository(BaseRepository[UserSession]):
         """
         shape = FilterShape.of(filters, self.db_session.get_bind().dialect.name)
         return self.query().where(*criteria_of(shape), **parameters_of(filters, now)).prepared(shape)
-
-    def filter_criteria(self, filters: UserSessionFilters, *, now: datetime) -> list[ColumnElement[bool]]:
-        """The SQL of ``filters``, one criterion each, to be ANDed, with their values in it."""
-        shape = FilterShape.of(filters, self.db_session.get_bind().dialect.name)
-        parameters = parameters_of(filters, now)
-        return [criterion.params(parameters) for criterion in criteria_of(shape)]
 
     def get_by_uuid(
         self,
