@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Table, bindparam, inspect, select, update
+from sqlalchemy import ColumnElement, Table, bindparam, case, func, inspect, literal, or_, select, update
 from sqlalchemy.orm import InstrumentedAttribute
 
 from service.cache_invalidation import RECORDED, invalidate_committed, record_write
@@ -17,6 +17,7 @@ from service.models import UserSession
 from service.repositories.base_repository import BaseRepository
 from service.repositories.prepared import PreparedStatement
 from service.repositories.query import Keyset, ListQuery, Page, SortOrder, attribute_columns
+from service.repositories.text_functions import ascii_lower, is_printable_ascii, printable_ascii
 from service.repositories.user_session_filters import FilterShape, UserSessionFilters, criteria_of, parameters_of
 
 _READ_LIVE = PreparedStatement(
@@ -27,14 +28,25 @@ _READ_LIVE = PreparedStatement(
 )
 
 
+# Attributes a patch sets to the value it sends, whatever the stored one:
+# such a patch can be applied in one statement (``patch_in_place``). metadata
+# merges into what is stored, so it is worked out on a read first.
+PLAIN_ATTRIBUTES = frozenset({"name", "email", "ip_address", "consent_user_data", "completed_at", "expires_at"})
+# What a new e-mail address resets: a verification speaks for one address.
+EMAIL_VERIFICATION_RESET = {"is_email_verified": False, "verification_code_hash": None, "verification_expires_at": None}
+
+
+def _columns(attributes: frozenset[str]) -> dict[str, Any]:
+    table: Table = UserSession.__table__  # type: ignore[assignment]
+    mapper = inspect(UserSession)
+    return {attribute: table.c[mapper.attrs[attribute].columns[0].name] for attribute in sorted(attributes)}
+
+
 @functools.cache
 def _update_if_unchanged(attributes: frozenset[str]) -> PreparedStatement:
     """``UPDATE … RETURNING`` of these attributes, conditional on the version read."""
     table: Table = UserSession.__table__  # type: ignore[assignment]
-    mapper = inspect(UserSession)
-    values: dict[Any, Any] = {
-        table.c[mapper.attrs[attribute].columns[0].name]: bindparam(attribute) for attribute in sorted(attributes)
-    }
+    values: dict[Any, Any] = {column: bindparam(attribute) for attribute, column in _columns(attributes).items()}
     values[table.c.version] = table.c.version + 1
     statement = (
         update(table)
@@ -46,6 +58,39 @@ def _update_if_unchanged(attributes: frozenset[str]) -> PreparedStatement:
         .values(values)
         .returning(*attribute_columns(UserSession))
     )
+    return PreparedStatement(statement, "UserSessionRow", invalidated_by_caller=True)
+
+
+@functools.cache
+def _patch_in_place(attributes: frozenset[str], at_version: bool) -> PreparedStatement:
+    """``UPDATE … RETURNING`` that sets plain attributes on a live session
+    when one of them differs from what is stored.
+
+    With ``email`` among them, the stored address must be printable ASCII
+    (or NULL), so that SQL can tell a new address from the same one in
+    other case exactly as Python would; only a new one resets the
+    verification. SET expressions read the row as it was before the update.
+    """
+    table: Table = UserSession.__table__  # type: ignore[assignment]
+    columns = _columns(attributes)
+    values: dict[Any, Any] = {column: bindparam(attribute) for attribute, column in columns.items()}
+    values[table.c.version] = table.c.version + 1
+    values[table.c.updated_at] = bindparam("now", type_=UTCDateTime())
+    conditions: list[ColumnElement[bool]] = [
+        table.c.uuid == bindparam("identity"),
+        UserSession.live_clause(bindparam("now", type_=UTCDateTime())),
+        or_(*(column.is_distinct_from(bindparam(attribute)) for attribute, column in columns.items())),
+    ]
+    if at_version:
+        conditions.append(table.c.version == bindparam("expected_version"))
+    if "email" in attributes:
+        stored = table.c.email
+        conditions.append(or_(stored.is_(None), is_printable_ascii(stored)))
+        same_address = func.coalesce(ascii_lower(stored), "") == bindparam("email_key")
+        for attribute, cleared in EMAIL_VERIFICATION_RESET.items():
+            column = table.c[attribute]
+            values[column] = case((same_address, column), else_=literal(cleared, column.type))
+    statement = update(table).where(*conditions).values(values).returning(*attribute_columns(UserSession))
     return PreparedStatement(statement, "UserSessionRow", invalidated_by_caller=True)
 
 
@@ -141,6 +186,35 @@ class UserSessionRepository(BaseRepository[UserSession]):
         """
         statement = _update_if_unchanged(frozenset(changes))
         parameters = {**changes, "identity": user_session_uuid, "expected_version": version, "now": now}
+        return self._write(statement, user_session_uuid, parameters)
+
+    def patch_in_place(
+        self, user_session_uuid: uuid.UUID, values: Mapping[str, Any], *, version: int | None, now: datetime
+    ) -> Any:
+        """Set plain attributes (``PLAIN_ATTRIBUTES``) on the live session in one
+        statement, bumping its version, and return the row as written.
+
+        None when nothing was written: the session is missing, not live, not
+        at ``version`` (when given), already holds every value, or holds an
+        e-mail address SQL cannot compare as Python does. The caller then
+        reads the session and judges it. A new e-mail address (not the same
+        one in other case) resets the verification, as ``EMAIL_VERIFICATION_RESET`` says.
+        """
+        unplain = set(values) - PLAIN_ATTRIBUTES
+        if not values or unplain:
+            raise ValueError(f"not set in place: {sorted(unplain) or 'an empty patch'}")
+        email = values.get("email")
+        if email is not None and not printable_ascii(email):
+            raise ValueError("an e-mail address that is not printable ASCII is not set in place")
+        statement = _patch_in_place(frozenset(values), version is not None)
+        parameters = {**values, "identity": user_session_uuid, "now": now, "email_key": (email or "").lower()}
+        if version is not None:
+            parameters["expected_version"] = version
+        return self._write(statement, user_session_uuid, parameters)
+
+    def _write(self, statement: PreparedStatement, user_session_uuid: uuid.UUID, parameters: Mapping[str, Any]) -> Any:
+        """Run a one-row ``UPDATE … RETURNING``; the cached copy is invalidated
+        at commit: right after the statement, outside a unit of work."""
         if in_unit_of_work(self.db_session):
             row = self.db_session.execute(statement.statement.execution_options(**RECORDED), parameters).first()
             if row is not None:
