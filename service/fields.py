@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from marshmallow import ValidationError, fields
 
 _RFC3339 = re.compile(
@@ -24,13 +25,15 @@ _RFC3339 = re.compile(
 def format_datetime(value: datetime) -> str:
     """RFC 3339 in UTC with the stored microseconds: ``2026-11-27T05:00:00.123456Z``.
 
-    ``isoformat`` pads the year to four digits (``0081-…``); ``strftime("%Y")``
-    does not on every platform, and RFC 3339 requires it.
+    A naive value is taken as UTC. The year has four digits (``0081-…``), as
+    RFC 3339 requires. orjson writes the same text several times faster than
+    ``isoformat``, but leaves out a fraction of zero: such values take
+    ``isoformat``.
     """
-    if value.tzinfo is None:
-        return value.isoformat(timespec="microseconds") + "Z"
-    if value.utcoffset():
-        value = value.astimezone(UTC)
+    if value.tzinfo is not UTC:
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if value.microsecond:
+        return orjson.dumps(value, option=orjson.OPT_UTC_Z)[1:-1].decode()
     return value.isoformat(timespec="microseconds")[:-6] + "Z"  # without its "+00:00"
 
 

@@ -10,12 +10,17 @@ API accepts can be answered.
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 import orjson
 from flask import Response
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.sansio.response import Response as BaseResponse
+
+# A run of 19 digits may be an integer beyond 64 bits, which orjson reads as a float.
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
 
 # Datetimes and dataclasses reach Flask's ``default`` as with the standard
 # library (an HTTP date, a dict), not orjson's own forms.
@@ -39,3 +44,20 @@ class JSONProvider(DefaultJSONProvider):
             return orjson.dumps(obj, default=self.default, option=_OPTIONS)
         except TypeError:  # orjson.JSONEncodeError included
             return f"{self.dumps(obj, separators=(',', ':'))}\n".encode()
+
+
+def loads(document: str | bytes) -> Any:
+    """A JSON document (a session's metadata, as the database stores it) read
+    exactly as the standard library reads it, by orjson when that is the same.
+
+    orjson reads an integer beyond 64 bits as a float, and refuses what the
+    standard library accepts beyond JSON (``NaN``, lone surrogates): those go
+    to the standard library.
+    """
+    data = document.encode() if isinstance(document, str) else document
+    if _LONG_DIGITS.search(data) is None:
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(data)

@@ -156,18 +156,21 @@ class UserSessionSchema(Schema):
         return dumped if items is obj else dumped[0]
 
     def _represent(self, item: Any, layouts: dict[type, _RowLayout]) -> dict[str, Any]:
-        if isinstance(item, Row | tuple):
+        layout = layouts.get(type(item))
+        if layout is None:
+            if not isinstance(item, Row | tuple):
+                table = _representation_table(type(self))
+                return {key: convert(getattr(item, attribute)) for key, attribute, convert in table}
             row: Any = item
-            layout = layouts.get(type(row))
-            if layout is None or isinstance(row, Row):  # SQLAlchemy's rows share one class, whatever their fields
-                layout = layouts[type(row)] = _row_layout(type(self), row._fields)
-            represented = dict(zip(layout.keys, layout.pick(row), strict=True))
-            for key, convert in layout.conversions:
-                value = represented[key]
-                if value is not None:
-                    represented[key] = convert(value)
-            return represented
-        return {key: convert(getattr(item, attribute)) for key, attribute, convert in _representation_table(type(self))}
+            layout = _row_layout(type(self), row._fields)
+            if not isinstance(item, Row):  # SQLAlchemy's rows share one class, whatever their fields
+                layouts[type(item)] = layout
+        values = list(layout.pick(item))
+        for position, convert in layout.conversions:
+            value = values[position]
+            if value is not None:
+                values[position] = convert(value)
+        return dict(zip(layout.keys, values, strict=True))
 
 
 _Converter = Callable[[Any], Any]
@@ -206,8 +209,9 @@ class _RowLayout(NamedTuple):
     keys: tuple[str, ...]
     # The row's values in the order of ``keys``.
     pick: Callable[[Any], tuple[Any, ...]]
-    # Only the fields whose values change on the way out (datetimes, uuids).
-    conversions: tuple[tuple[str, _Converter], ...]
+    # (position in ``keys``, converter) of the fields whose values change on
+    # the way out (datetimes, uuids).
+    conversions: tuple[tuple[int, _Converter], ...]
 
 
 @functools.cache
@@ -218,7 +222,9 @@ def _row_layout(schema_class: type[Schema], row_fields: tuple[str, ...]) -> _Row
     return _RowLayout(
         keys=tuple(key for key, _attribute, _convert in table),
         pick=operator.itemgetter(*(position[attribute] for _key, attribute, _convert in table)),
-        conversions=tuple((key, convert) for key, _attribute, convert in table if convert is not _same),
+        conversions=tuple(
+            (index, convert) for index, (_key, _attribute, convert) in enumerate(table) if convert is not _same
+        ),
     )
 
 

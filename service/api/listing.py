@@ -29,6 +29,14 @@ def listing_filters(args: Mapping[str, Any]) -> UserSessionFilters:
     )
 
 
+_FILTER_FIELDS = tuple(field.name for field in dataclasses.fields(UserSessionFilters))
+
+
 def listing_scope(filters: UserSessionFilters, sort: SortOrder) -> dict[str, Any]:
-    """What a page token is bound to: every filter and the sort, not limit or count."""
-    return {"filters": dataclasses.asdict(filters), "sort": str(sort)}
+    """What a page token is bound to: every filter and the sort, not limit or count.
+
+    Every filter value is plain (text, a boolean, a datetime, pairs of text), so
+    a shallow copy digests as ``dataclasses.asdict`` would, at a fraction of
+    its cost: tokens issued by earlier releases stay valid.
+    """
+    return {"filters": {name: getattr(filters, name) for name in _FILTER_FIELDS}, "sort": str(sort)}

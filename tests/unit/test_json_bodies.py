@@ -1,4 +1,5 @@
-"""Bodies are compact JSON, encoded by orjson, or by the standard library where orjson refuses."""
+"""Bodies are compact JSON, encoded by orjson, or by the standard library where orjson refuses;
+stored JSON and datetimes are read and written as the standard library would."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ from datetime import UTC, datetime
 
 import pytest
 from flask import Flask, jsonify
+from hypothesis import given
+from hypothesis import strategies as st
 
-from service.json import JSONProvider
+from service.fields import format_datetime
+from service.json import JSONProvider, loads
 
 
 @pytest.fixture
@@ -49,3 +53,28 @@ def test_debug_mode_indents(json_app: Flask) -> None:
     json_app.debug = True
     with json_app.app_context():
         assert jsonify({"a": 1}).get_data() == b'{\n  "a": 1\n}\n'
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        '{"step": 3, "utm": {"source": "newsletter"}, "x": [1, 2.5, null, true, false], "ü": "ñ"}',
+        '{"big": 18446744073709551616, "small": -9223372036854775809, "edge": 9223372036854775807}',
+        '{"nineteen": -9999999999999999999, "twenty": 99999999999999999999}',
+        '{"digits in a string": "12345678901234567890"}',
+        '{"huge": 1e400, "not json": NaN}',
+        '"\\ud800"',
+        "[1.0, 1E2, -0.0, 0.1, 1.7976931348623157e308]",
+    ],
+)
+def test_stored_json_reads_as_the_standard_library_reads_it(document: str) -> None:
+    expected = json.loads(document)
+    for form in (document, document.encode()):
+        value = loads(form)
+        assert repr(value) == repr(expected)  # ints stay ints, floats floats, nan nan
+
+
+@given(st.datetimes(datetime(2, 1, 1), datetime(9998, 12, 31), timezones=st.one_of(st.none(), st.timezones())))
+def test_a_datetime_is_written_as_isoformat_writes_it_in_utc(moment: datetime) -> None:
+    in_utc = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    assert format_datetime(moment) == in_utc.isoformat(timespec="microseconds").removesuffix("+00:00") + "Z"

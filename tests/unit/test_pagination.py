@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from service.api.listing import listing_scope
 from service.pagination import InvalidPageToken, make_page_token, read_page_token, scope_digest
-from service.repositories import Keyset
+from service.repositories import DeletedFilter, Keyset, SortOrder, UserSessionFilters
 
 KEY = "unit-test-key"
 SCOPE = {"filters": {"email": "a@example.com", "metadata": [["channel", "web"]]}, "sort": "-created_at"}
@@ -70,3 +71,32 @@ def test_the_digest_does_not_depend_on_key_order() -> None:
 def test_only_datetimes_and_uuids_go_into_a_token() -> None:
     with pytest.raises(TypeError):
         make_page_token(Keyset((1.5,)), SCOPE, secret_key=KEY)
+
+
+@pytest.mark.parametrize(
+    ("filters", "sort", "digest"),
+    [
+        (
+            UserSessionFilters(
+                email="ada@example.org",
+                is_email_verified=True,
+                consent_user_data=False,
+                completed=True,
+                created_after=datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
+                created_before=datetime(2026, 11, 27, 5, 0, 0, 123456, tzinfo=UTC),
+                updated_after=datetime(2025, 1, 1, tzinfo=UTC),
+                updated_before=datetime(2027, 1, 1, tzinfo=UTC),
+                deleted=DeletedFilter.ONLY,
+                metadata=(("channel", "web"), ("a.b", "\u00fc")),
+            ),
+            "-updated_at",
+            "iJsoe_tDTgZnbUDTY-BztQ",
+        ),
+        (UserSessionFilters(), "-created_at", "MgTBicH85x4fAjbVF6BGBw"),
+    ],
+)
+def test_a_listing_binds_its_tokens_as_released_listings_did(
+    filters: UserSessionFilters, sort: str, digest: str
+) -> None:
+    """Tokens never expire: the digest of a listing's scope must not change between releases."""
+    assert scope_digest(listing_scope(filters, SortOrder.parse(sort))) == digest
