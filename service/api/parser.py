@@ -9,6 +9,7 @@ validation (422) to the schemas.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -56,24 +57,41 @@ def _short_reason(error: Exception) -> str:
     return f"{error}."
 
 
+# Parsed query strings kept per parser: the most recent ones, short ones only.
+_PARSED_QUERIES = 512
+_PARSED_QUERY_MAX_BYTES = 512
+
+
 class RequestParser(FlaskParser):
     """webargs parser with the service's body rules."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._without_query: dict[Schema, dict[str, Any]] = {}
+        self._parsed: dict[tuple[Schema, bytes], dict[str, Any]] = {}
+        self._parsed_lock = threading.Lock()
 
     def parse(
         self, argmap: Any, req: flask.Request | None = None, *, location: str | None = None, **kwargs: Any
     ) -> Any:
-        """As webargs parses, but a request without a query string gets the
-        query schema's defaults, loaded once: most reads send no query."""
-        if location != "query" or not isinstance(argmap, Schema) or (req or flask.request).query_string:
+        """As webargs parses, but a query string seen lately is not parsed again.
+
+        Parsing a query is a function of its text alone, and its values are
+        immutable (numbers, text, datetimes, tuples), so a copy of the earlier
+        result is the same result. Most requests send no query or the same
+        short one (``?limit=50``); a query that fails to parse is never kept.
+        """
+        query = (req or flask.request).query_string
+        if location != "query" or not isinstance(argmap, Schema) or len(query) > _PARSED_QUERY_MAX_BYTES:
             return super().parse(argmap, req, location=location, **kwargs)
-        defaults = self._without_query.get(argmap)
-        if defaults is None:
-            defaults = self._without_query[argmap] = super().parse(argmap, req, location=location, **kwargs)
-        return dict(defaults)
+        key = (argmap, query)
+        parsed = self._parsed.get(key)
+        if parsed is None:
+            parsed = super().parse(argmap, req, location=location, **kwargs)
+            with self._parsed_lock:
+                if len(self._parsed) >= _PARSED_QUERIES:
+                    del self._parsed[next(iter(self._parsed))]  # the oldest
+                self._parsed[key] = parsed
+        return dict(parsed)
 
     def _raw_load_json(self, req: flask.Request) -> Any:
         accepted = PATCH_MEDIA_TYPES if req.method == "PATCH" else (JSON_MEDIA_TYPE,)
