@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote_from_bytes, unquote_plus
 
 from flask import Response, request
 from flask.views import MethodView
@@ -52,11 +52,24 @@ def _location(user_session_uuid: uuid.UUID) -> str:
     return f"/user-sessions/{user_session_uuid}"
 
 
+# What stays as it is in a query string copied into a Link (RFC 3986's
+# unreserved and sub-delimiter characters, and escapes already made).
+_QUERY_SAFE = "!$'()*+,;=:@/?%-._~"
+
+
 def _next_page_link(token: str) -> str:
-    """``Link`` to the next page: this request's own query, with the new token."""
-    query = [(name, value) for name, value in request.args.items(multi=True) if name != PAGE_TOKEN_PARAMETER]
-    query.append((PAGE_TOKEN_PARAMETER, token))
-    return f'<{request.script_root}{request.path}?{urlencode(query)}>; rel="next"'
+    """``Link`` to the next page: this request's own query as the client wrote
+    it (its order, its escapes), with the new token in place of any old one.
+
+    Copied, not parsed and encoded again: the query is never decoded for it.
+    """
+    parameters = [
+        quote_from_bytes(parameter, safe=_QUERY_SAFE)
+        for parameter in request.query_string.split(b"&")
+        if parameter and unquote_plus(parameter.partition(b"=")[0].decode("latin-1")) != PAGE_TOKEN_PARAMETER
+    ]
+    parameters.append(f"{PAGE_TOKEN_PARAMETER}={token}")
+    return f'<{request.script_root}{request.path}?{"&".join(parameters)}>; rel="next"'
 
 
 LIST_DESCRIPTION = """Filter, sort and page through user sessions.

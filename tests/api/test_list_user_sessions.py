@@ -84,6 +84,27 @@ class TestPages:
         assert third.get_json()["next_page_token"] is None
         assert "Link" not in third.headers
 
+    def test_the_link_keeps_the_query_as_sent_and_replaces_any_old_token(
+        self, client: FlaskClient, create_session: CreateSession
+    ) -> None:
+        for _ in range(3):
+            create_session(metadata={"city": "M\u00fcnchen"})
+        # An encoded parameter name, an empty token, a repeated key, an escaped
+        # offset, and raw UTF-8 bytes, which the link escapes.
+        sent = "limit=1&page%5Ftoken=&metadata.city=M%C3%BCnchen&created_after=2026-01-01T00:00:00%2B02:00"
+        raw = "&metadata.city=M\u00fcnchen".encode().decode("latin-1")
+        first = client.get("/user-sessions", environ_overrides={"QUERY_STRING": sent + raw})
+        assert first.status_code == 200, first.get_json()
+        token = first.get_json()["next_page_token"]
+        link = first.headers["Link"]
+        assert link == (
+            "</user-sessions?limit=1&metadata.city=M%C3%BCnchen&created_after=2026-01-01T00:00:00%2B02:00"
+            f'&metadata.city=M%C3%BCnchen&page_token={token}>; rel="next"'
+        )
+        second = client.get(link[1 : -len('>; rel="next"')])
+        assert second.status_code == 200
+        assert second.get_json()["items"][0]["uuid"] != first.get_json()["items"][0]["uuid"]
+
     def test_a_listing_that_ends_on_a_full_page_needs_no_empty_page_after_it(
         self, client: FlaskClient, create_session: CreateSession
     ) -> None:
