@@ -32,8 +32,7 @@ from service.repositories import (
     UserSessionRepository,
     get_user_session_repository,
 )
-from service.repositories.text_functions import printable_ascii
-from service.repositories.user_session_repository import EMAIL_VERIFICATION_RESET, PLAIN_ATTRIBUTES
+from service.repositories.user_session_repository import EMAIL_VERIFICATION_RESET, patchable_in_place
 from service.schemas import metadata_field, resolve_ttl
 
 _METADATA = metadata_field()
@@ -223,12 +222,8 @@ def _in_place_version(
     patch: Mapping[str, Any], precondition: VersionPrecondition | None
 ) -> int | Literal[False] | None:
     """Whether ``patch_in_place`` can apply ``patch``: False if not, else the
-    version it must find (None: any). Only plain values qualify, with an
-    e-mail address SQL compares as Python does, and at most one version."""
-    if not patch or not PLAIN_ATTRIBUTES.issuperset(patch):
-        return False
-    email = patch.get("email")
-    if email is not None and not printable_ascii(email):
+    version it must find (None: any). ``If-Match`` may name one version at most."""
+    if not patchable_in_place(patch):
         return False
     if precondition is None or precondition.any_version:
         return None

@@ -36,29 +36,44 @@ PLAIN_ATTRIBUTES = frozenset({"name", "email", "ip_address", "consent_user_data"
 EMAIL_VERIFICATION_RESET = {"is_email_verified": False, "verification_code_hash": None, "verification_expires_at": None}
 
 
-def _columns(attributes: frozenset[str]) -> dict[str, Any]:
+def patchable_in_place(values: Mapping[str, Any]) -> bool:
+    """Whether ``patch_in_place`` can apply ``values``: plain attributes only, at
+    least one, and an e-mail address (if any) that SQL compares as Python does."""
+    if not values or not PLAIN_ATTRIBUTES.issuperset(values):
+        return False
+    email = values.get("email")
+    return email is None or printable_ascii(email)
+
+
+def _versioned_update(
+    attributes: frozenset[str], conditions: list[ColumnElement[bool]], extra: Mapping[Any, Any] | None = None
+) -> PreparedStatement:
+    """``UPDATE … RETURNING`` every attribute where ``conditions`` hold: it sets
+    ``attributes`` from the parameters of their names (and ``extra`` columns
+    to its expressions) and bumps the version."""
     table: Table = UserSession.__table__  # type: ignore[assignment]
     mapper = inspect(UserSession)
-    return {attribute: table.c[mapper.attrs[attribute].columns[0].name] for attribute in sorted(attributes)}
+    values: dict[Any, Any] = {
+        table.c[mapper.attrs[attribute].columns[0].name]: bindparam(attribute) for attribute in sorted(attributes)
+    }
+    values.update(extra or {})
+    values[table.c.version] = table.c.version + 1
+    statement = update(table).where(*conditions).values(values).returning(*attribute_columns(UserSession))
+    return PreparedStatement(statement, "UserSessionRow", invalidated_by_caller=True)
 
 
 @functools.cache
 def _update_if_unchanged(attributes: frozenset[str]) -> PreparedStatement:
     """``UPDATE … RETURNING`` of these attributes, conditional on the version read."""
     table: Table = UserSession.__table__  # type: ignore[assignment]
-    values: dict[Any, Any] = {column: bindparam(attribute) for attribute, column in _columns(attributes).items()}
-    values[table.c.version] = table.c.version + 1
-    statement = (
-        update(table)
-        .where(
+    return _versioned_update(
+        attributes,
+        [
             table.c.uuid == bindparam("identity"),
             table.c.version == bindparam("expected_version"),
             UserSession.live_clause(bindparam("now", type_=UTCDateTime())),
-        )
-        .values(values)
-        .returning(*attribute_columns(UserSession))
+        ],
     )
-    return PreparedStatement(statement, "UserSessionRow", invalidated_by_caller=True)
 
 
 @functools.cache
@@ -72,14 +87,13 @@ def _patch_in_place(attributes: frozenset[str], at_version: bool) -> PreparedSta
     verification. SET expressions read the row as it was before the update.
     """
     table: Table = UserSession.__table__  # type: ignore[assignment]
-    columns = _columns(attributes)
-    values: dict[Any, Any] = {column: bindparam(attribute) for attribute, column in columns.items()}
-    values[table.c.version] = table.c.version + 1
-    values[table.c.updated_at] = bindparam("now", type_=UTCDateTime())
+    now = bindparam("now", type_=UTCDateTime())
+    extra: dict[Any, Any] = {table.c.updated_at: now}
+    differs = [getattr(UserSession, name).is_distinct_from(bindparam(name)) for name in sorted(attributes)]
     conditions: list[ColumnElement[bool]] = [
         table.c.uuid == bindparam("identity"),
-        UserSession.live_clause(bindparam("now", type_=UTCDateTime())),
-        or_(*(column.is_distinct_from(bindparam(attribute)) for attribute, column in columns.items())),
+        UserSession.live_clause(now),
+        or_(*differs),
     ]
     if at_version:
         conditions.append(table.c.version == bindparam("expected_version"))
@@ -89,9 +103,8 @@ def _patch_in_place(attributes: frozenset[str], at_version: bool) -> PreparedSta
         same_address = func.coalesce(ascii_lower(stored), "") == bindparam("email_key")
         for attribute, cleared in EMAIL_VERIFICATION_RESET.items():
             column = table.c[attribute]
-            values[column] = case((same_address, column), else_=literal(cleared, column.type))
-    statement = update(table).where(*conditions).values(values).returning(*attribute_columns(UserSession))
-    return PreparedStatement(statement, "UserSessionRow", invalidated_by_caller=True)
+            extra[column] = case((same_address, column), else_=literal(cleared, column.type))
+    return _versioned_update(attributes, conditions, extra)
 
 
 class VerificationAttempt(NamedTuple):
@@ -200,12 +213,9 @@ class UserSessionRepository(BaseRepository[UserSession]):
         reads the session and judges it. A new e-mail address (not the same
         one in other case) resets the verification, as ``EMAIL_VERIFICATION_RESET`` says.
         """
-        unplain = set(values) - PLAIN_ATTRIBUTES
-        if not values or unplain:
-            raise ValueError(f"not set in place: {sorted(unplain) or 'an empty patch'}")
+        if not patchable_in_place(values):
+            raise ValueError(f"not set in place (see patchable_in_place): {sorted(values)}")
         email = values.get("email")
-        if email is not None and not printable_ascii(email):
-            raise ValueError("an e-mail address that is not printable ASCII is not set in place")
         statement = _patch_in_place(frozenset(values), version is not None)
         parameters = {**values, "identity": user_session_uuid, "now": now, "email_key": (email or "").lower()}
         if version is not None:
