@@ -14,16 +14,18 @@ from flask import Flask, Request, Response
 from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from service import auth, cache, cache_invalidation, correlation, observability, ratelimit, user_session_cache
+from service import cache, observability, security
 from service.api import register_blueprints
 from service.api.converters import UserSessionUUIDConverter
+from service.api.json_provider import JSONProvider
+from service.api.openapi import ServiceApi
+from service.api.problems import register_error_handlers
 from service.commands import user_sessions_cli
 from service.config import load_config
 from service.database import configure_engine, engine_options
-from service.errors import register_error_handlers
-from service.extensions import LazyMigrate, ServiceApi, db
-from service.json import JSONProvider
-from service.logs import configure_logging
+from service.extensions import LazyMigrate, db
+from service.observability.logs import configure_logging
+from service.repositories import changes
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +84,7 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     api.register_converter(UserSessionUUIDConverter, UserSessionUUIDConverter.parameter_schema)
     register_blueprints(app, api)
     register_error_handlers(app)
-    register_request_hooks(app)
+    register_infrastructure(app)
     app.cli.add_command(user_sessions_cli)
     warn_about_development_defaults(app)
     return app
@@ -101,7 +103,7 @@ def register_extensions(app: Flask) -> None:
     with app.app_context():
         configure_engine(db.engine)
     LazyMigrate(app)
-    cache_invalidation.install(db.session)
+    changes.track(db.session)
 
 
 def trust_proxies(app: Flask) -> None:
@@ -111,14 +113,11 @@ def trust_proxies(app: Flask) -> None:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count)  # type: ignore[method-assign]
 
 
-def register_request_hooks(app: Flask) -> None:
-    """In this order: correlation id, timing, then authentication and rate limit."""
-    correlation.init_app(app)
+def register_infrastructure(app: Flask) -> None:
+    """In this order: correlation id and timing, the cache, then authentication and rate limit."""
     observability.init_app(app)
     cache.init_app(app)
-    user_session_cache.init_app(app)
-    ratelimit.init_app(app)
-    auth.init_app(app)
+    security.init_app(app)
 
 
 def warn_about_development_defaults(app: Flask) -> None:

@@ -15,11 +15,11 @@ from flask.cli import AppGroup
 from sqlalchemy import delete, func, or_, select, text
 from sqlalchemy.exc import DBAPIError
 
-from service import idempotency
-from service.cache_invalidation import RECORDED, record_write
 from service.database import get_db_session, utcnow
 from service.extensions import db
 from service.models import UserSession
+from service.operations import idempotency
+from service.repositories.changes import CHANGES_NOTED, note_change
 
 PURGE_BATCH_SIZE = 1000
 MAX_RETENTION = timedelta(days=36500)
@@ -109,12 +109,12 @@ def purge_user_sessions(cutoff: datetime, *, progress: bool = False) -> int:
                     delete(UserSession)
                     .where(UserSession.uuid.in_(uuids), gone)
                     .returning(UserSession.uuid)
-                    .execution_options(**RECORDED)
+                    .execution_options(**CHANGES_NOTED)
                 )
                 purged = list(db_session.scalars(statement))
                 for user_session_uuid in purged:
-                    record_write(db_session, user_session_uuid, None)
-            # Committed: the cache forgets the batch (service.cache_invalidation).
+                    note_change(db_session, user_session_uuid, None)
+            # Committed: listeners (the cache) are told of the batch (service.repositories.changes).
             erased += len(purged)
             if progress:
                 bar.update(len(uuids))

@@ -13,21 +13,14 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, DateTime, Engine, MetaData, event
+from sqlalchemy import Connection, DateTime, Engine, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import TypeDecorator
 
+from service.extensions import db
 from service.json import loads as json_loads
-
-NAMING_CONVENTION = {
-    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
 
 _SCOPE_DEPTH = "unit_of_work_depth"
 _UNIT_OF_WORK = "user_sessions_unit_of_work"
@@ -40,9 +33,9 @@ _UNIT_OF_WORK_OPTIONS: dict[str, dict[str, Any]] = {
 
 
 class Base(DeclarativeBase):
-    """Declarative base for every model; constraint names are stable for Alembic."""
+    """Declarative base for every model, on ``db``'s metadata (stable constraint names for Alembic)."""
 
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    metadata = db.metadata
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -178,8 +171,6 @@ def one_statement() -> Iterator[Session]:
     round trips around it. Inside a unit of work it runs in a savepoint, so
     that its failure (a conflict, say) undoes only itself.
     """
-    from service.extensions import db
-
     db_session = db.session()
     if not in_unit_of_work(db_session):
         yield db_session
@@ -196,8 +187,6 @@ def get_db_session() -> Iterator[Session]:
     raises. A nested scope runs in a savepoint: its failure undoes only its own
     work, and its success commits nothing until the outermost scope does.
     """
-    from service.extensions import db
-
     db_session = db.session()
     depth = db_session.info.get(_SCOPE_DEPTH, 0)
     if depth == 0:

@@ -1,4 +1,8 @@
-"""Flask extensions, created unbound and bound to the app in ``create_app``."""
+"""Flask extensions, created unbound and bound to the app in ``create_app``.
+
+``db`` owns the metadata every model is declared on (``service.database.Base``
+shares it), so this module imports nothing of the service's own.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,21 @@ from typing import Any
 
 import click
 from flask import Flask
-from flask_smorest import Api
 from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import MetaData
 
-from service import openapi
-from service.database import Base
+# Stable constraint and index names, so Alembic's migrations name what it finds.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
 
 # Objects outlive their commit: a use case returns what it wrote, and the view
 # serialises it without a second round trip to reload it.
-db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
+db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION), session_options={"expire_on_commit": False})
 MIGRATIONS_DIRECTORY = str(Path(__file__).parent / "migrations")
 
 
@@ -55,36 +65,3 @@ class _LazyDatabaseCommands(click.Group):
     ) -> click.Context:
         # Hand the whole invocation (options, callback, subcommands) to the real group.
         return self._commands().make_context(info_name, args, parent=parent, **extra)
-
-
-class ServiceApi(Api):
-    """flask-smorest's Api, minus its JSON error handler: ``service.errors``
-    answers every error as problem+json instead.
-
-    Its OpenAPI document is completed by ``service.openapi.ContractPlugin``;
-    flask-smorest's own generic error responses, ETag and pagination
-    components are left out, and no operation gets a catch-all ``default``
-    response: each lists the statuses it can answer.
-
-    One instance per app (it holds that app's OpenAPI document), made in
-    ``create_app``.
-    """
-
-    DEFAULT_ERROR_RESPONSE_NAME = None
-
-    def _register_error_handlers(self) -> None:
-        return None
-
-    def _init_spec(self, **kwargs: Any) -> None:
-        kwargs["extra_plugins"] = [*kwargs.get("extra_plugins", ()), openapi.ContractPlugin()]
-        super()._init_spec(**kwargs)
-        openapi.describe_custom_fields(self)
-
-    def _register_responses(self) -> None:
-        return None
-
-    def _register_etag_headers(self) -> None:
-        return None
-
-    def _register_pagination_header(self) -> None:
-        return None

@@ -1,11 +1,12 @@
-"""The models: ``UserSession``, one row per session of the agent backend, and
-``IdempotencyRecord``, one row per ``Idempotency-Key`` a client sent."""
+"""The models: ``UserSession``, one row per session of the agent backend, its
+read model ``UserSessionRow``, and ``IdempotencyRecord``, one row per
+``Idempotency-Key`` a client sent."""
 
 from __future__ import annotations
 
 import uuid as uuid_module
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple, Self
 
 from sqlalchemy import JSON, ColumnElement, Index, LargeBinary, String, Uuid, and_, false, func, or_
 from sqlalchemy.dialects.postgresql import JSONB
@@ -28,6 +29,11 @@ def only_on(dialect: str, index: Index) -> Index:
     through ``info["dialect"]``, in Alembic's autogenerate)."""
     index.info["dialect"] = dialect
     return index.ddl_if(dialect=dialect)
+
+
+def is_live(deleted_at: datetime | None, expires_at: datetime | None, now: datetime) -> bool:
+    """A session neither soft-deleted nor past its ``expires_at`` (``UserSession.live_clause`` in SQL)."""
+    return deleted_at is None and (expires_at is None or expires_at > now)
 
 
 def entity_tag(version: int) -> str:
@@ -94,7 +100,7 @@ class UserSession(Base):
 
     def is_live(self, now: datetime) -> bool:
         """Neither soft-deleted nor past its ``expires_at``."""
-        return self.deleted_at is None and (self.expires_at is None or self.expires_at > now)
+        return is_live(self.deleted_at, self.expires_at, now)
 
     @classmethod
     def live_clause(cls, now: datetime | ColumnElement[datetime]) -> ColumnElement[bool]:
@@ -103,6 +109,49 @@ class UserSession(Base):
 
     def __repr__(self) -> str:
         return f"<UserSession {self.uuid} v{self.version}>"
+
+
+class UserSessionRow(NamedTuple):
+    """A user session as every read path returns it: plain values, read-only.
+
+    Its fields are the model's attributes, in the model's order; a prepared
+    statement refuses to fill it from columns that differ (so a column added
+    to ``UserSession`` and not here fails every test that reads a session).
+    """
+
+    uuid: uuid_module.UUID
+    name: str | None
+    email: str | None
+    ip_address: str | None
+    consent_user_data: bool
+    metadata_: dict[str, Any]
+    is_email_verified: bool
+    verification_code_hash: str | None
+    verification_attempts: int
+    max_verification_attempts: int
+    verification_expires_at: datetime | None
+    resend_attempts: int
+    max_resend_attempts: int
+    last_resend_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+    expires_at: datetime | None
+    deleted_at: datetime | None
+    version: int
+
+    @classmethod
+    def of(cls, user_session: UserSession) -> Self:
+        """The row of a model instance (after an ORM write)."""
+        return cls._make(getattr(user_session, field) for field in cls._fields)
+
+    @property
+    def etag(self) -> str:
+        return entity_tag(self.version)
+
+    def is_live(self, now: datetime) -> bool:
+        """As :meth:`UserSession.is_live`."""
+        return is_live(self.deleted_at, self.expires_at, now)
 
 
 IDEMPOTENCY_KEY_MAX_LENGTH = 255

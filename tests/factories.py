@@ -13,8 +13,8 @@ from typing import Any
 from flask import Flask
 
 from service.extensions import db
-from service.fields import parse_datetime
 from service.models import UserSession
+from service.schemas.fields import parse_datetime
 
 # Every seeded timestamp lies on a coarse grid in the past, so rows tie on
 # created_at and updated_at (the uuid must break the ties), and a row made

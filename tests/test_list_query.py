@@ -59,7 +59,7 @@ def test_without_a_sort_column_the_primary_key_orders_alone(stored: list[UserSes
 def test_count_ignores_the_cursor_and_the_limit(stored: list[UserSession]) -> None:
     query = get_user_session_repository().query().order_by(UserSession.created_at).limit(1)
     page = query.after(query.keyset_of(stored[2])).page(with_count=True)
-    assert page.items == [stored[3]]
+    assert [row.uuid for row in page.items] == [stored[3].uuid]
     assert page.total_count == 5
     assert query.where(UserSession.created_at > stored[2].created_at).count() == 2
 
@@ -83,7 +83,7 @@ def test_misuse_is_refused() -> None:
 def test_rows_read_like_instances_without_tracking_them() -> None:
     with get_db_session() as db_session:
         stored = get_user_session_repository(db_session).create(UserSession(name="row", metadata_={"k": "v"}))
-    page = get_user_session_repository().query().rows().limit(5).page()
+    page = get_user_session_repository().query().limit(5).page()
     (row,) = page.items
     assert not isinstance(row, UserSession)
     assert (row.uuid, row.name, row.metadata_, row.version) == (stored.uuid, "row", {"k": "v"}, 1)

@@ -11,14 +11,15 @@ import psycopg
 import pytest
 from sqlalchemy import event, update
 
-from service.cache_invalidation import RECORDED
 from service.database import get_db_session
 from service.errors import PreconditionFailed, UserSessionNotFound
 from service.extensions import db
 from service.models import UserSession
-from service.operations import VersionPrecondition, patch_user_session
+from service.operations.user_sessions import VersionPrecondition, patch_user_session
 from service.repositories import get_user_session_repository
-from service.repositories.user_session_repository import PLAIN_ATTRIBUTES
+from service.repositories.changes import CHANGES_NOTED
+from service.repositories.user_session_updates import PLAIN_ATTRIBUTES
+from service.schemas.user_sessions import UserSessionPatchSchema
 
 pytestmark = pytest.mark.usefixtures("app_context")
 
@@ -85,7 +86,9 @@ def test_every_plain_attribute_is_set_in_place() -> None:
         "completed_at": later,
         "expires_at": later,
     }
-    assert set(patch) == PLAIN_ATTRIBUTES
+    # Every writable attribute but metadata (which merges): a field added to the schema is set in place too.
+    writable = {field.attribute or name for name, field in UserSessionPatchSchema().load_fields.items()}
+    assert set(patch) == (writable - {"metadata_", "ttl_seconds"}) & PLAIN_ATTRIBUTES == writable - {"metadata_", "ttl_seconds"}
     written = get_user_session_repository().patch_in_place(stored.uuid, patch, version=None, now=datetime.now(UTC))
     assert {attribute: getattr(written, attribute) for attribute in patch} == patch
     assert tuple(stored_row(stored.uuid)) == tuple(written)
@@ -165,10 +168,11 @@ def test_a_stored_address_sql_cannot_compare_leaves_the_in_place_update_unapplie
 
 
 @pytest.mark.parametrize("patch", [{}, {"metadata_": {"a": 1}}, {"email": "\u00e4da@example.org"}])
-def test_what_is_not_plain_is_refused_in_place(patch: dict[str, Any]) -> None:
+def test_what_is_not_plain_is_left_to_the_read_path(patch: dict[str, Any], statements: list[str]) -> None:
     stored = store()
-    with pytest.raises(ValueError, match="in place"):
-        get_user_session_repository().patch_in_place(stored.uuid, patch, version=None, now=datetime.now(UTC))
+    statements.clear()
+    assert get_user_session_repository().patch_in_place(stored.uuid, patch, version=None, now=datetime.now(UTC)) is None
+    assert statements == []
 
 
 def test_a_patch_in_place_sets_only_what_it_names() -> None:
@@ -177,7 +181,7 @@ def test_a_patch_in_place_sets_only_what_it_names() -> None:
     with get_db_session() as db_session:
         db_session.execute(
             update(UserSession).where(UserSession.uuid == stored.uuid).values(ip_address="192.0.2.9"),
-            execution_options=RECORDED,
+            execution_options=CHANGES_NOTED,
         )
     written = patch_user_session(stored.uuid, {"name": "Bo"})
     assert (written.name, written.ip_address) == ("Bo", "192.0.2.9")

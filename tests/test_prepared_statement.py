@@ -14,8 +14,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from service.database import UTCDateTime, get_db_session, one_statement
 from service.errors import PreconditionFailed
 from service.extensions import db
-from service.models import UserSession
-from service.operations import VersionPrecondition, patch_user_session
+from service.models import UserSession, UserSessionRow
+from service.operations.user_sessions import VersionPrecondition, patch_user_session
 from service.repositories import UserSessionRepository, get_user_session_repository
 from service.repositories.prepared import PreparedStatement
 from service.repositories.query import attribute_columns
@@ -27,7 +27,7 @@ READ = PreparedStatement(
     select(*attribute_columns(UserSession)).where(
         UserSession.uuid == bindparam("identity"), UserSession.live_clause(bindparam("now", type_=UTCDateTime()))
     ),
-    "UserSessionRow",
+    UserSessionRow,
 )
 
 
@@ -169,9 +169,9 @@ def test_a_patch_that_loses_the_race_is_worked_out_again_on_the_winners_write(
 
 def test_an_update_must_say_its_caller_invalidates_the_cache() -> None:
     statement = update(UserSession).values(name=bindparam("name")).returning(UserSession.uuid)
-    with pytest.raises(ValueError, match="invalidate"):
+    with pytest.raises(ValueError, match="note its changes"):
         PreparedStatement(statement)
-    PreparedStatement(statement, invalidated_by_caller=True)
+    PreparedStatement(statement, changes_noted_by_caller=True)
 
 
 def test_a_lost_connection_empties_the_pool(database_url: str) -> None:

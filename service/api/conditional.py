@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import request
 
-from service.operations import VersionPrecondition
+from service.operations.user_sessions import VersionPrecondition
 
 
 def if_match_precondition() -> VersionPrecondition | None:

@@ -19,8 +19,8 @@ from flask import Response, current_app, url_for
 from flask.views import MethodView
 from werkzeug.exceptions import NotFound
 
+from service.api.openapi import openapi_document, render_yaml
 from service.api.parser import Blueprint
-from service.openapi import openapi_document, render_yaml
 
 blp = Blueprint("contract", __name__, description="The OpenAPI document and its interactive docs.")
 assets = flask.Blueprint("docs_assets", __name__, url_prefix="/docs")

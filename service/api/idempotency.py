@@ -2,7 +2,7 @@
 ``@blp.arguments`` (so only valid requests reach it) and its ``@blp.response``
 (so it sees the finished response).
 
-The protocol itself (claim, perform, replay) lives in ``service.idempotency``;
+The protocol itself (claim, perform, replay) lives in ``service.operations.idempotency``;
 this module maps it to HTTP: the header, the request's fingerprint, what of a
 response is stored and how a replay is answered.
 """
@@ -19,13 +19,13 @@ from typing import Any
 from flask import Response, current_app, request, url_for
 from sqlalchemy.exc import SQLAlchemyError
 
-from service import idempotency
 from service.api.parser import loads_strict
-from service.auth import current_key_identity
 from service.errors import InvalidHeader, MalformedJSON, WriteConflict
 from service.keys import derived_key, keyed_fingerprint
 from service.models import IDEMPOTENCY_KEY_MAX_LENGTH
+from service.operations import idempotency
 from service.repositories import IdempotencyScope
+from service.security.api_keys import current_key_identity
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"

@@ -1,14 +1,15 @@
-"""From the list query's parsed arguments to the repository's filters and a token scope."""
+"""What a page token of a session listing is bound to: its filters and its sort."""
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping
 from typing import Any
 
-from service.repositories import DeletedFilter, SortOrder, UserSessionFilters
+from service.repositories import SortOrder, UserSessionFilters
 
-_FILTER_ARGUMENTS = (
+# The filters of the first release, which every token's scope named, as null
+# when absent. They keep that place, so that tokens issued then stay valid; a
+# filter added since is in the scope only when it is given.
+_FIRST_RELEASE_FILTERS = (
     "email",
     "is_email_verified",
     "consent_user_data",
@@ -20,23 +21,11 @@ _FILTER_ARGUMENTS = (
 )
 
 
-def listing_filters(args: Mapping[str, Any]) -> UserSessionFilters:
-    """The filters the client asked for; absent parameters filter nothing."""
-    return UserSessionFilters(
-        **{name: args[name] for name in _FILTER_ARGUMENTS if name in args},
-        deleted=DeletedFilter(args["deleted"]),
-        metadata=args.get("metadata_filters", ()),
-    )
-
-
-_FILTER_FIELDS = tuple(field.name for field in dataclasses.fields(UserSessionFilters))
-
-
 def listing_scope(filters: UserSessionFilters, sort: SortOrder) -> dict[str, Any]:
-    """What a page token is bound to: every filter and the sort, not limit or count.
-
-    Every filter value is plain (text, a boolean, a datetime, pairs of text), so
-    a shallow copy digests as ``dataclasses.asdict`` would, at a fraction of
-    its cost: tokens issued by earlier releases stay valid.
-    """
-    return {"filters": {name: getattr(filters, name) for name in _FILTER_FIELDS}, "sort": str(sort)}
+    """Every filter and the sort, not limit or count: a token is good only for
+    the listing it came from."""
+    scoped: dict[str, Any] = dict.fromkeys(_FIRST_RELEASE_FILTERS)
+    scoped.update((each.name, each.value) for each in filters.filters)
+    scoped["deleted"] = filters.deleted
+    scoped["metadata"] = filters.metadata
+    return {"filters": scoped, "sort": str(sort)}

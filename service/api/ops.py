@@ -10,11 +10,11 @@ from flask.views import MethodView
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from service import metrics
 from service.api.parser import Blueprint
-from service.cache import cache_state
+from service.cache.redis_link import cache_state
 from service.extensions import db
-from service.schemas import HealthSchema, ReadinessSchema
+from service.observability import metrics
+from service.schemas.ops import HealthSchema, ReadinessSchema
 
 blp = Blueprint("ops", __name__, description="Health of the process and its dependencies.")
 

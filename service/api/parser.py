@@ -18,8 +18,8 @@ import flask_smorest
 from marshmallow import Schema
 from webargs.flaskparser import FlaskParser
 
+from service.api.openapi.components import HEAD_OPERATION_ID
 from service.errors import MalformedJSON, UnsupportedMediaType
-from service.openapi import HEAD_OPERATION_ID
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -131,7 +131,7 @@ class Blueprint(flask_smorest.Blueprint):
     @staticmethod
     def request_headers(*names: str) -> Callable[[F], F]:
         """Document request headers the view reads itself (``If-Match``…), by their
-        component names in ``service.openapi.PARAMETERS``."""
+        component names in ``service.api.openapi.components.PARAMETERS``."""
 
         def decorator(func: F) -> F:
             apidoc = dict(getattr(func, "_apidoc", {}))

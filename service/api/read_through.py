@@ -1,36 +1,39 @@
 """``GET /user-sessions/{uuid}`` through the cache: a hit is one Redis GET,
-no database, no ORM, no schema dump; a miss reads the database and offers
-the body it built to the cache.
+no database, no schema dump; a miss reads the database and offers the body
+it built to the cache.
 
 The body is built here, on the miss, exactly as flask-smorest builds it for
 ``@blp.response`` (``jsonify`` of the schema's dump), so a hit and the
-uncached path answer the same bytes.
+uncached path answer the same bytes. The cached body's shape is the
+representation schema's own (``CompiledDump.shape``): a field added to the
+schema changes it, and bodies of the old shape are never answered.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from flask import Response, current_app
 
-from service import operations
+from service.api.json_provider import JSONProvider
+from service.cache.representations import CONTENT_TYPE, Representation, epoch_microseconds, now_us, user_session_cache
 from service.errors import UserSessionNotFound
-from service.json import JSONProvider
-from service.schemas import UserSessionSchema
-from service.user_session_cache import CONTENT_TYPE, Representation, epoch_microseconds, now_us, user_session_cache
+from service.models import UserSessionRow
+from service.operations import user_sessions as use_cases
+from service.schemas.user_sessions import UserSessionSchema
 
 _SCHEMA = UserSessionSchema()
+SHAPE = UserSessionSchema.shape()
 
 
-def render(user_session: Any) -> Representation:
-    """The 200 representation of ``user_session`` (a ``UserSession`` or a row with its
-    attributes), as the uncached path serialises it."""
+def render(user_session: UserSessionRow) -> Representation:
+    """The 200 representation of ``user_session``, as the uncached path serialises it."""
     provider: JSONProvider = current_app.json  # type: ignore[assignment]
     # The bytes ``jsonify`` answers (outside debug mode), without a response to take them from.
     body = provider.compact_body(_SCHEMA.dump(user_session))
     expires_at = user_session.expires_at
-    return Representation(user_session.version, None if expires_at is None else epoch_microseconds(expires_at), body)
+    expires_at_us = None if expires_at is None else epoch_microseconds(expires_at)
+    return Representation(user_session.version, expires_at_us, SHAPE, body)
 
 
 def read_live_representation(user_session_uuid: uuid.UUID) -> Representation:
@@ -41,12 +44,12 @@ def read_live_representation(user_session_uuid: uuid.UUID) -> Representation:
     """
     cache = user_session_cache()
     if cache is not None:
-        cached = cache.lookup(user_session_uuid)
+        cached = cache.lookup(user_session_uuid, SHAPE)
         if cached is not None:
             if cached.expired(now_us()):
                 raise UserSessionNotFound()
             return cached
-    representation = render(operations.read_user_session(user_session_uuid))
+    representation = render(use_cases.read_user_session(user_session_uuid))
     if cache is not None:
         cache.store(user_session_uuid, representation)
     return representation

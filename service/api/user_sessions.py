@@ -9,18 +9,17 @@ from urllib.parse import quote_from_bytes, unquote_plus
 from flask import Response, request
 from flask.views import MethodView
 
-from service import operations
 from service.api.conditional import if_match_precondition, not_modified
 from service.api.idempotency import idempotent
-from service.api.listing import listing_filters, listing_scope
+from service.api.listing import listing_scope
+from service.api.page_tokens import PAGE_TOKEN_PARAMETER, make_page_token, read_page_token
 from service.api.parser import Blueprint
 from service.api.read_through import read_live_representation, representation_response
-from service.models import entity_tag
-from service.pagination import PAGE_TOKEN_PARAMETER, make_page_token, read_page_token
+from service.operations import user_sessions as use_cases
 from service.repositories import SortOrder
-from service.schemas import (
+from service.schemas.base import NoArgsSchema
+from service.schemas.user_sessions import (
     DeleteArgsSchema,
-    NoArgsSchema,
     ReadArgsSchema,
     UserSessionCreateSchema,
     UserSessionListArgsSchema,
@@ -105,11 +104,11 @@ class UserSessions(MethodView):
     @blp.doc(description=LIST_DESCRIPTION)
     def get(self, args: dict[str, Any]) -> Any:
         """List user sessions."""
-        filters = listing_filters(args)
+        filters = args["filters"]
         sort = SortOrder.parse(args["sort"])
         scope = listing_scope(filters, sort)
         after = read_page_token(args["page_token"], scope) if "page_token" in args else None
-        page = operations.list_user_sessions(
+        page = use_cases.list_user_sessions(
             filters, sort=sort, limit=args["limit"], after=after, with_count=args["count"]
         )
         body: dict[str, Any] = {"items": page.items, "next_page_token": None}
@@ -129,9 +128,8 @@ class UserSessions(MethodView):
     @blp.alt_response(409, description="A session with this uuid exists already, deleted or not.")
     def post(self, _query: dict[str, Any], fields: dict[str, Any]) -> Any:
         """Create a user session."""
-        user_session = operations.create_user_session(fields)
-        etag = entity_tag(user_session.version)
-        return user_session, 201, {"Location": _location(user_session.uuid), "ETag": etag}
+        user_session = use_cases.create_user_session(fields)
+        return user_session, 201, {"Location": _location(user_session.uuid), "ETag": user_session.etag}
 
 
 @blp.route("/<user_session_uuid:user_session_uuid>")
@@ -146,11 +144,10 @@ class UserSessionItem(MethodView):
         """Read a user session."""
         if args["include_deleted"]:
             # Deleted and expired sessions are never cached: read them from the database.
-            user_session = operations.read_user_session(user_session_uuid, include_deleted=True)
-            etag = entity_tag(user_session.version)
-            if not_modified(etag):
-                return Response(status=304, headers={"ETag": etag})
-            return user_session, 200, {"ETag": etag}
+            user_session = use_cases.read_user_session(user_session_uuid, include_deleted=True)
+            if not_modified(user_session.etag):
+                return Response(status=304, headers={"ETag": user_session.etag})
+            return user_session, 200, {"ETag": user_session.etag}
         representation = read_live_representation(user_session_uuid)
         if not_modified(representation.etag):
             return Response(status=304, headers={"ETag": representation.etag})
@@ -164,8 +161,8 @@ class UserSessionItem(MethodView):
     @blp.alt_response(409, description="The session kept changing under this request; retry it.")
     def patch(self, _query: dict[str, Any], patch: dict[str, Any], user_session_uuid: uuid.UUID) -> Any:
         """Change a user session with a JSON merge patch (RFC 7396)."""
-        user_session = operations.patch_user_session(user_session_uuid, patch, precondition=if_match_precondition())
-        return user_session, 200, {"ETag": entity_tag(user_session.version)}
+        user_session = use_cases.patch_user_session(user_session_uuid, patch, precondition=if_match_precondition())
+        return user_session, 200, {"ETag": user_session.etag}
 
     @blp.doc(operationId="deleteUserSession")
     @blp.request_headers("If-Match")
@@ -174,7 +171,7 @@ class UserSessionItem(MethodView):
     @blp.alt_response(409, description="The session kept changing under this request; retry it.")
     def delete(self, args: dict[str, Any], user_session_uuid: uuid.UUID) -> None:
         """Soft-delete a user session, or erase it for good with ``purge=true``."""
-        erase = operations.purge_user_session if args["purge"] else operations.delete_user_session
+        erase = use_cases.purge_user_session if args["purge"] else use_cases.delete_user_session
         erase(user_session_uuid, precondition=if_match_precondition())
 
 
@@ -188,5 +185,5 @@ class UserSessionRestore(MethodView):
     @blp.alt_response(409, description="The session is live: there is nothing to restore.")
     def post(self, _query: dict[str, Any], user_session_uuid: uuid.UUID) -> Any:
         """Undo a soft delete or an expiry."""
-        user_session = operations.restore_user_session(user_session_uuid, precondition=if_match_precondition())
+        user_session = use_cases.restore_user_session(user_session_uuid, precondition=if_match_precondition())
         return user_session, 200, {"ETag": user_session.etag}

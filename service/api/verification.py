@@ -8,19 +8,19 @@ from typing import Any
 from flask import Response, current_app
 from flask.views import MethodView
 
-from service import verification
 from service.api.idempotency import idempotent
 from service.api.parser import Blueprint
 from service.api.user_sessions import SESSION_DATA_HEADERS
-from service.schemas import (
-    NoArgsSchema,
+from service.operations import verification
+from service.operations.verification import VerificationSettings
+from service.schemas.base import NoArgsSchema
+from service.schemas.verification import (
     VerificationCheckSchema,
     VerificationCodeIncorrectSchema,
     VerificationCodeIssuedSchema,
     VerificationIssueSchema,
     VerificationResultSchema,
 )
-from service.verification import VerificationSettings
 
 blp = Blueprint(
     "verification",

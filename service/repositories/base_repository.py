@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Generic, NamedTuple, TypeVar
 
-from sqlalchemy import ColumnElement, bindparam, insert, inspect, literal, select
+from sqlalchemy import bindparam, insert, inspect, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from service.database import Base, in_unit_of_work
@@ -14,6 +14,7 @@ from service.repositories.prepared import PreparedStatement
 from service.repositories.query import ListQuery, attribute_columns
 
 ModelT = TypeVar("ModelT", bound=Base)
+RowT = TypeVar("RowT")
 
 
 class _InsertColumn(NamedTuple):
@@ -23,7 +24,7 @@ class _InsertColumn(NamedTuple):
 
 
 @functools.cache
-def _insert(model: Any) -> tuple[PreparedStatement, tuple[_InsertColumn, ...]]:
+def _insert(model: Any, row_type: type[Any]) -> tuple[PreparedStatement, tuple[_InsertColumn, ...]]:
     """``INSERT … RETURNING`` every attribute, naming each column but those
     only the database fills (a server default and no model default)."""
     mapper = inspect(model)
@@ -39,7 +40,7 @@ def _insert(model: Any) -> tuple[PreparedStatement, tuple[_InsertColumn, ...]]:
         .values({column.name: bindparam(column.name) for column in columns})
         .returning(*attribute_columns(model))
     )
-    return PreparedStatement(statement, f"{model.__name__}Row"), tuple(columns)
+    return PreparedStatement(statement, row_type), tuple(columns)
 
 
 def _default_of(default: Any) -> Callable[[], Any]:
@@ -51,10 +52,10 @@ def _default_of(default: Any) -> Callable[[], Any]:
 
 
 @functools.cache
-def _read_by_id(model: Any) -> PreparedStatement:
+def _read_by_id(model: Any, row_type: type[Any]) -> PreparedStatement:
     primary_key = inspect(model).primary_key[0]
     statement = select(*attribute_columns(model)).where(primary_key == bindparam("identity"))
-    return PreparedStatement(statement, f"{model.__name__}Row")
+    return PreparedStatement(statement, row_type)
 
 
 class BaseRepository(Generic[ModelT]):
@@ -62,9 +63,12 @@ class BaseRepository(Generic[ModelT]):
 
     Every write is flushed at once, so constraint violations surface inside
     the use case that caused them; committing is the unit of work's job.
+    Reads that are only answered come back as ``row_type``, the model's read
+    model (a named tuple of its attributes), not as tracked instances.
     """
 
     model: ClassVar[type[Any]]
+    row_type: ClassVar[type[Any]]
 
     def __init__(self, db_session: Session) -> None:
         self.db_session = db_session
@@ -81,9 +85,10 @@ class BaseRepository(Generic[ModelT]):
         )
         return attribute
 
-    def query(self) -> ListQuery[ModelT]:
-        """A ``ListQuery`` over every row, paged in keyset order with the primary key as tiebreaker."""
-        return ListQuery(self.db_session, self.model, tiebreaker=self._primary_key_attribute)
+    def query(self) -> ListQuery[Any]:
+        """A ``ListQuery`` over every row (as ``row_type``), paged in keyset order with the
+        primary key as tiebreaker."""
+        return ListQuery(self.db_session, self.model, self.row_type, tiebreaker=self._primary_key_attribute)
 
     def get_by_id(self, identity: Any, *, for_update: bool = False) -> ModelT | None:
         """The row with this primary key, read fresh from the database.
@@ -94,25 +99,22 @@ class BaseRepository(Generic[ModelT]):
         return self.db_session.get(self.model, identity, populate_existing=True, with_for_update=for_update)
 
     def read_by_id(self, identity: Any) -> Any:
-        """The row with this primary key as a plain, read-only named tuple
-        carrying the model's attributes: no ORM instance to build, for reads
-        that are only serialised."""
+        """The row with this primary key as ``row_type``: no ORM instance to
+        build, for reads that are only answered."""
         model: Any = self.model
-        return self.read_one(_read_by_id(model), identity=identity)
-
-    def read_one(self, read: PreparedStatement, **parameters: Any) -> Any:
-        """The first row of a prepared ``read`` (see ``read_by_id``), or None."""
-        return self._first(read, parameters)
+        row_type: Any = self.row_type
+        return self._first(_read_by_id(model, row_type), {"identity": identity})
 
     def insert_row(self, values: Mapping[str, Any]) -> Any:
         """Insert one row from attribute values (the model's defaults fill the
-        rest) and return it as stored, as a named tuple like ``read_by_id``'s.
+        rest) and return it as stored, as ``row_type``.
 
         Outside a unit of work the insert is one statement that commits by
         itself; an ``IntegrityError`` means a constraint refused it.
         """
         model: Any = self.model
-        statement, columns = _insert(model)
+        row_type: Any = self.row_type
+        statement, columns = _insert(model, row_type)
         unknown = set(values) - {column.attribute for column in columns}
         if unknown:
             raise TypeError(f"not attributes of {model.__name__} set on insert: {sorted(unknown)}")
@@ -125,14 +127,8 @@ class BaseRepository(Generic[ModelT]):
     def _first(self, statement: PreparedStatement, parameters: Mapping[str, Any]) -> Any:
         """Outside a unit of work, run on a connection of its own; inside one,
         on the unit of work's, so that it sees (and is part of) what the unit writes."""
-        if in_unit_of_work(self.db_session):
-            return self.db_session.execute(statement.statement, parameters).first()
-        return statement.first(self.db_session.get_bind(), parameters)
-
-    def exists(self, identity: Any) -> bool:
-        """Whether a row with this primary key exists, without loading it."""
-        query = select(literal(True)).where(self._primary_key == identity).limit(1)
-        return self.db_session.execute(query).scalar() is not None
+        bind = self.db_session if in_unit_of_work(self.db_session) else self.db_session.get_bind()
+        return statement.first(bind, parameters)
 
     def create(self, entity: ModelT) -> ModelT:
         """Insert ``entity``; an ``IntegrityError`` means a constraint refused it."""
@@ -151,13 +147,3 @@ class BaseRepository(Generic[ModelT]):
         """Remove the row for good."""
         self.db_session.delete(entity)
         self.db_session.flush()
-
-    def list(
-        self,
-        *criteria: ColumnElement[bool],
-        order_by: Sequence[Any] = (),
-        limit: int | None = None,
-    ) -> list[ModelT]:
-        """Rows matching every criterion, in ``order_by`` order, at most ``limit``."""
-        query = select(self.model).where(*criteria).order_by(*order_by).limit(limit)
-        return list(self.db_session.scalars(query))

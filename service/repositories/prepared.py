@@ -14,8 +14,8 @@ siblings were most likely dropped with it.
 What is dropped includes the engine's events (``before_cursor_execute``,
 ``handle_error``) and ``echo``: statement tracing does not see these
 statements. Nor does the session's guard against unrecorded writes of user
-sessions (``service.cache_invalidation``): a prepared UPDATE or DELETE must
-say that its caller invalidates what it writes (``invalidated_by_caller``).
+sessions (``service.repositories.changes``): a prepared UPDATE or DELETE must
+say that its caller notes what it changes (``changes_noted_by_caller``).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, Delete, Engine, Insert, Select, Update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, StatementError
+from sqlalchemy.orm import Session
 
 _Convert = Callable[[Any], Any] | None
 
@@ -51,34 +52,47 @@ class _Compiled(NamedTuple):
 class PreparedStatement:
     """``statement`` ready to run on any engine, compiled on first use there.
 
-    Rows come back as named tuples with the statement's column keys as fields:
+    Rows come back as ``row_type`` (a named tuple whose fields must be the
+    statement's column keys, in order), by default one made from those keys:
     plain values, readable by name or by position.
     """
 
     def __init__(
         self,
         statement: Select[Any] | Insert | Update | Delete,
-        row_name: str = "Row",
+        row_type: type[Any] | None = None,
         *,
-        invalidated_by_caller: bool = False,
+        changes_noted_by_caller: bool = False,
     ) -> None:
-        if isinstance(statement, Update | Delete) and not invalidated_by_caller:
-            raise ValueError("a prepared write runs past the session's cache invalidation: its caller must invalidate")
+        if isinstance(statement, Update | Delete) and not changes_noted_by_caller:
+            raise ValueError(
+                "a prepared write runs past the session's change tracking: its caller must note its changes"
+            )
         self.statement = statement
-        self._row_name = row_name
+        fields = tuple(str(column.key) for column in statement.exported_columns)
+        made: Any = row_type if row_type is not None else namedtuple("Row", fields)
+        if tuple(made._fields) != fields:
+            raise TypeError(f"{made.__name__}'s fields are not the columns {fields}")
+        self.row_type = made
         self._compiled: dict[tuple[str, str, str], _Compiled] = {}
 
-    def first(self, bind: Engine | Connection, parameters: Mapping[str, Any]) -> Any:
-        """The first row for ``parameters``, or None."""
-        if isinstance(bind, Connection):  # a session bound to one connection: run in its transaction
-            return bind.execute(self.statement, parameters).first()
+    def first(self, bind: Engine | Connection | Session, parameters: Mapping[str, Any]) -> Any:
+        """The first row for ``parameters``, or None.
+
+        On an engine it runs on a pooled connection of its own, as a
+        transaction of its own; on a connection or a session, in their
+        transaction (a unit of work's), seeing what it wrote.
+        """
+        if isinstance(bind, Connection | Session):
+            row = bind.execute(self.statement, parameters).first()
+            return None if row is None else self.row_type._make(row)
         rows = self._run(bind, parameters, lambda cursor: [row] if (row := cursor.fetchone()) is not None else [])
         return rows[0] if rows else None
 
-    def all(self, bind: Engine | Connection, parameters: Mapping[str, Any]) -> list[Any]:
-        """Every row for ``parameters``."""
-        if isinstance(bind, Connection):
-            return list(bind.execute(self.statement, parameters).all())
+    def all(self, bind: Engine | Connection | Session, parameters: Mapping[str, Any]) -> list[Any]:
+        """Every row for ``parameters`` (run as ``first`` says)."""
+        if isinstance(bind, Connection | Session):
+            return [self.row_type._make(row) for row in bind.execute(self.statement, parameters)]
         return self._run(bind, parameters, lambda cursor: cursor.fetchall())
 
     def _run(self, engine: Engine, parameters: Mapping[str, Any], fetch: Callable[[Any], list[Any]]) -> list[Any]:
@@ -130,7 +144,6 @@ class PreparedStatement:
             for column in self.statement.exported_columns
         )
         conversions = tuple((index, convert) for index, convert in enumerate(processors) if convert is not None)
-        fields = [str(column.key) for column in self.statement.exported_columns]
         fixed = {name: bind.value for name, bind in compiled.binds.items() if not bind.required}
         result = _Compiled(
             sql=compiled.string,
@@ -138,7 +151,7 @@ class PreparedStatement:
             positions=tuple(compiled.positiontup or ()),
             binds=binds,
             conversions=conversions,
-            row_type=namedtuple(self._row_name, fields),
+            row_type=self.row_type,
         )
         self._compiled[_dialect_key(dialect)] = result
         return result

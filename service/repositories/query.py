@@ -14,19 +14,17 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections import namedtuple
 from collections.abc import Hashable, Mapping, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Engine, Integer, Result, Select, bindparam, func, inspect, select, tuple_
+from sqlalchemy import ColumnElement, Integer, Select, bindparam, func, inspect, select, tuple_
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from service.database import in_unit_of_work
 from service.repositories.prepared import PreparedStatement
 
-ModelT = TypeVar("ModelT")
+RowT = TypeVar("RowT")
 
 _KEYSET_PARAMETER = "after_keyset_"
 _FETCH_PARAMETER = "page_rows"
@@ -49,16 +47,6 @@ def _after(columns: tuple[InstrumentedAttribute[Any], ...], descending: bool) ->
     bound: Any = bounds[0] if len(columns) == 1 else tuple_(*bounds)
     criterion: ColumnElement[bool] = key < bound if descending else key > bound
     return criterion
-
-
-@functools.cache
-def _named_tuple(fields: tuple[str, ...]) -> Any:
-    return namedtuple("Row", fields)
-
-
-def _as_named_tuples(result: Result[Any]) -> list[Any]:
-    row_type = _named_tuple(tuple(result.keys()))
-    return [row_type._make(row) for row in result.all()]
 
 
 @functools.cache
@@ -92,58 +80,53 @@ class Keyset:
 
 
 @dataclass(frozen=True)
-class Page(Generic[ModelT]):
+class Page(Generic[RowT]):
     """One page of rows; ``next_keyset`` is None on the last page."""
 
-    items: list[ModelT]
+    items: list[RowT]
     next_keyset: Keyset | None
     total_count: int | None = None
 
 
 @dataclass(frozen=True)
-class ListQuery(Generic[ModelT]):
-    """Rows of ``model`` that match every criterion, one keyset page at a time."""
+class ListQuery(Generic[RowT]):
+    """Rows of ``model`` that match every criterion, one keyset page at a time,
+    as ``row_type`` (the model's read model, see ``BaseRepository``)."""
 
     db_session: Session
-    model: type[ModelT]
+    model: type[Any]
+    row_type: type[RowT]
     tiebreaker: InstrumentedAttribute[Any]
     criteria: tuple[ColumnElement[bool], ...] = ()
     sort_column: InstrumentedAttribute[Any] | None = None
     descending: bool = False
     after_keyset: Keyset | None = None
     row_limit: int | None = None
-    as_rows: bool = False
     # Values of the bound parameters in ``criteria``.
     parameters: Mapping[str, Any] = field(default_factory=dict)
     prepared_as: Hashable | None = None
 
-    def where(self, *criteria: ColumnElement[bool], **parameters: Any) -> ListQuery[ModelT]:
+    def where(self, *criteria: ColumnElement[bool], **parameters: Any) -> ListQuery[RowT]:
         """Also require every one of ``criteria``, with ``parameters`` the values of
         the bound parameters they hold."""
         return replace(self, criteria=self.criteria + criteria, parameters={**self.parameters, **parameters})
 
-    def prepared(self, key: Hashable) -> ListQuery[ModelT]:
+    def prepared(self, key: Hashable) -> ListQuery[RowT]:
         """Compile this query's pages once per ``key`` (with its sort and cursor),
         and run them past SQLAlchemy's per-statement work. The caller vouches
         that every query it gives this key has the same criteria, their values
         all in bound parameters."""
         return replace(self, prepared_as=key)
 
-    def order_by(self, column: InstrumentedAttribute[Any], *, descending: bool = False) -> ListQuery[ModelT]:
+    def order_by(self, column: InstrumentedAttribute[Any], *, descending: bool = False) -> ListQuery[RowT]:
         """Sort by ``column``, ties broken by the tiebreaker in the same direction."""
         return replace(self, sort_column=column, descending=descending)
 
-    def after(self, keyset: Keyset | None) -> ListQuery[ModelT]:
+    def after(self, keyset: Keyset | None) -> ListQuery[RowT]:
         """Start strictly after ``keyset`` in the sort order (None: from the start)."""
         return replace(self, after_keyset=keyset)
 
-    def rows(self) -> ListQuery[Any]:
-        """Fetch plain rows that carry the model's attributes by name, not
-        tracked model instances: for pages that are only read and serialised,
-        at a fraction of the cost of building ORM objects."""
-        return replace(self, as_rows=True)
-
-    def limit(self, row_limit: int) -> ListQuery[ModelT]:
+    def limit(self, row_limit: int) -> ListQuery[RowT]:
         """At most ``row_limit`` rows a page."""
         if row_limit < 1:
             raise ValueError("a page holds at least one row")
@@ -159,9 +142,8 @@ class ListQuery(Generic[ModelT]):
         """The SELECT of one page, ``fetch`` rows at most (by default the limit)."""
         columns = self._key_columns
         order = [column.desc() if self.descending else column.asc() for column in columns]
-        projection: Any = self.model
-        query = select(*attribute_columns(projection)) if self.as_rows else select(projection)
-        query = query.where(*self.criteria)
+        model: Any = self.model
+        query = select(*attribute_columns(model)).where(*self.criteria)
         if self.after_keyset is not None:
             query = query.where(_after(columns, self.descending))
         return query.order_by(*order).limit(fetch if fetch is not None else self.row_limit)
@@ -175,7 +157,7 @@ class ListQuery(Generic[ModelT]):
             raise ValueError(f"a keyset of this query has {len(self._key_columns)} values, not {len(values)}")
         return {**self.parameters, **{f"{_KEYSET_PARAMETER}{index}": value for index, value in enumerate(values)}}
 
-    def keyset_of(self, row: ModelT) -> Keyset:
+    def keyset_of(self, row: RowT) -> Keyset:
         """The keyset a page ending at ``row`` continues from."""
         return Keyset(tuple(getattr(row, column.key) for column in self._key_columns))
 
@@ -184,24 +166,15 @@ class ListQuery(Generic[ModelT]):
         query = select(func.count()).select_from(self.model).where(*self.criteria)
         return int(self.db_session.execute(query, dict(self.parameters)).scalar_one())
 
-    def all(self) -> list[ModelT]:
-        """Every row of the page (every row at all without a limit)."""
-        return list(self.db_session.scalars(self._select(), self._parameters()))
-
-    def _fetch(self, fetch: int) -> list[Any]:
-        """Up to ``fetch`` rows from the cursor on: named tuples for ``rows()``
-        (read on a connection of their own outside a unit of work, past the ORM
-        session's bookkeeping), else model instances."""
+    def _fetch(self, fetch: int) -> list[RowT]:
+        """Up to ``fetch`` rows from the cursor on. Outside a unit of work they
+        are read on a connection of their own, past the ORM session's
+        bookkeeping; a ``prepared`` query's statement is compiled only once."""
         parameters = self._parameters()
-        if not self.as_rows:
-            return list(self.db_session.scalars(self._select(fetch=fetch), parameters))
-        if in_unit_of_work(self.db_session):
-            return _as_named_tuples(self.db_session.execute(self._select(fetch=fetch), parameters))
-        bind = self.db_session.get_bind()
+        bind = self.db_session if in_unit_of_work(self.db_session) else self.db_session.get_bind()
         if self.prepared_as is not None:
             return self._prepared_page().all(bind, {**parameters, _FETCH_PARAMETER: fetch})
-        with bind.connect() if isinstance(bind, Engine) else nullcontext(bind) as connection:
-            return _as_named_tuples(connection.execute(self._select(fetch=fetch), parameters))
+        return PreparedStatement(self._select(fetch=fetch), self.row_type).all(bind, parameters)
 
     def _prepared_page(self) -> PreparedStatement:
         """The page's statement, compiled once per key, sort and kind of cursor (``prepared``)."""
@@ -213,15 +186,15 @@ class ListQuery(Generic[ModelT]):
                 if len(_PREPARED_PAGES) >= _PREPARED_PAGES_KEPT:
                     del _PREPARED_PAGES[next(iter(_PREPARED_PAGES))]
                 query = self._select(fetch=bindparam(_FETCH_PARAMETER, type_=Integer))
-                statement = _PREPARED_PAGES[key] = PreparedStatement(query, "Row")
+                statement = _PREPARED_PAGES[key] = PreparedStatement(query, self.row_type)
         return statement
 
-    def page(self, *, with_count: bool = False) -> Page[ModelT]:
+    def page(self, *, with_count: bool = False) -> Page[RowT]:
         """One page, and whether another follows: one row more than the limit is
         fetched, so the last page is known to be the last without a second query."""
         if self.row_limit is None:
             raise ValueError("a page needs a limit")
-        rows: Sequence[ModelT] = self._fetch(self.row_limit + 1)
+        rows: Sequence[RowT] = self._fetch(self.row_limit + 1)
         items = list(rows[: self.row_limit])
         next_keyset = self.keyset_of(items[-1]) if len(rows) > self.row_limit else None
         return Page(items, next_keyset, self.count() if with_count else None)

@@ -1,7 +1,9 @@
 """What a listing of user sessions can filter on, and its SQL.
 
-The SQL of a set of filters depends only on its shape (which filters are
-given, not their values), so it is built once per shape with every value
+A filter names an attribute of ``UserSession`` and how it must match a value
+(``Match``); the HTTP layer declares which parameter is which filter. The SQL
+of a set of filters depends only on its shape (which attributes, how they
+match, not their values), so it is built once per shape with every value
 left to a bound parameter: a listing builds no SQL expressions of its own.
 """
 
@@ -15,9 +17,22 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, String, bindparam, exists, func, literal, not_, select, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import InstrumentedAttribute
 
 from service.database import UTCDateTime
 from service.models import UserSession
+
+
+class Match(enum.StrEnum):
+    """How a session's attribute must match a filter's value."""
+
+    EQUALS = "equals"
+    # lower(attribute) = lower(value): an index on lower(attribute) serves it.
+    EQUALS_IGNORING_CASE = "equals_ignoring_case"
+    # The value is a boolean: true, the attribute is set; false, it is null.
+    IS_SET = "is_set"
+    AFTER = "after"
+    BEFORE = "before"
 
 
 class DeletedFilter(enum.StrEnum):
@@ -29,38 +44,36 @@ class DeletedFilter(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class Filter:
+    """Sessions whose ``attribute`` matches ``value`` as ``match`` says; ``name``
+    is what the listing calls it (its parameter)."""
+
+    name: str
+    attribute: str
+    match: Match
+    value: Any
+
+
+@dataclass(frozen=True)
 class UserSessionFilters:
-    """What a listing of user sessions asks for; None means "any".
+    """What a listing of user sessions asks for: every filter holds (ANDed).
 
     ``metadata`` pairs a top-level key with a string: a session matches when
     its metadata holds exactly that JSON string under that key (a number,
-    boolean, null, object or array never equals a string). Pairs are ANDed.
+    boolean, null, object or array never equals a string).
     """
 
-    email: str | None = None
-    is_email_verified: bool | None = None
-    consent_user_data: bool | None = None
-    completed: bool | None = None
-    created_after: datetime | None = None
-    created_before: datetime | None = None
-    updated_after: datetime | None = None
-    updated_before: datetime | None = None
+    filters: tuple[Filter, ...] = ()
     deleted: DeletedFilter = DeletedFilter.EXCLUDE
     metadata: tuple[tuple[str, str], ...] = ()
 
 
 class FilterShape(NamedTuple):
-    """What decides the SQL of a listing's filters: which are given, not their values."""
+    """What decides the SQL of a listing's filters: not their values (but an
+    ``IS_SET`` filter's, which picks ``IS NULL`` or ``IS NOT NULL``)."""
 
     dialect: str
-    email: bool
-    is_email_verified: bool
-    consent_user_data: bool
-    completed: bool | None
-    created_after: bool
-    created_before: bool
-    updated_after: bool
-    updated_before: bool
+    filters: tuple[tuple[str, Match, bool | None], ...]
     deleted: DeletedFilter
     metadata_pairs: int
 
@@ -68,46 +81,20 @@ class FilterShape(NamedTuple):
     def of(cls, filters: UserSessionFilters, dialect: str) -> FilterShape:
         return cls(
             dialect,
-            filters.email is not None,
-            filters.is_email_verified is not None,
-            filters.consent_user_data is not None,
-            filters.completed,
-            filters.created_after is not None,
-            filters.created_before is not None,
-            filters.updated_after is not None,
-            filters.updated_before is not None,
+            tuple(
+                (each.attribute, each.match, bool(each.value) if each.match is Match.IS_SET else None)
+                for each in filters.filters
+            ),
             filters.deleted,
             len(filters.metadata),
         )
-
-
-_RANGES = (
-    ("created_after", UserSession.created_at, True),
-    ("created_before", UserSession.created_at, False),
-    ("updated_after", UserSession.updated_at, True),
-    ("updated_before", UserSession.updated_at, False),
-)
 
 
 @functools.lru_cache(maxsize=256)
 def criteria_of(shape: FilterShape) -> tuple[ColumnElement[bool], ...]:
     """The criteria of a filter shape, their values left to bound parameters
     (named as in ``parameters_of``)."""
-    criteria: list[ColumnElement[bool]] = []
-    if shape.email:
-        # The same expression as ix_user_sessions_lower_email, so the index serves it.
-        criteria.append(func.lower(UserSession.email) == func.lower(bindparam("email", type_=String())))
-    if shape.is_email_verified:
-        criteria.append(UserSession.is_email_verified == bindparam("is_email_verified"))
-    if shape.consent_user_data:
-        criteria.append(UserSession.consent_user_data == bindparam("consent_user_data"))
-    if shape.completed is not None:
-        completed_at = UserSession.completed_at
-        criteria.append(completed_at.is_not(None) if shape.completed else completed_at.is_(None))
-    for name, column, after in _RANGES:
-        if getattr(shape, name):
-            bound = bindparam(name, type_=UTCDateTime())
-            criteria.append(column > bound if after else column < bound)
+    criteria = [_matches(index, *entry) for index, entry in enumerate(shape.filters)]
     now = bindparam("now", type_=UTCDateTime())
     if shape.deleted is DeletedFilter.EXCLUDE:
         criteria.append(UserSession.live_clause(now))
@@ -120,15 +107,28 @@ def criteria_of(shape: FilterShape) -> tuple[ColumnElement[bool], ...]:
 def parameters_of(filters: UserSessionFilters, now: datetime) -> dict[str, Any]:
     """The values the criteria of ``filters``' shape are run with."""
     parameters: dict[str, Any] = {"now": now}
-    for name in ("email", "is_email_verified", "consent_user_data", *(name for name, _column, _after in _RANGES)):
-        value = getattr(filters, name)
-        if value is not None:
-            parameters[name] = value
+    for index, each in enumerate(filters.filters):
+        parameters[f"filter_{index}"] = each.value
     for index, (key, value) in enumerate(filters.metadata):
         parameters[f"metadata_key_{index}"] = key
         parameters[f"metadata_value_{index}"] = value
         parameters[f"metadata_pair_{index}"] = {key: value}
     return parameters
+
+
+def _matches(index: int, attribute: str, match: Match, is_set: bool | None) -> ColumnElement[bool]:
+    column: InstrumentedAttribute[Any] = getattr(UserSession, attribute)
+    value = bindparam(f"filter_{index}", type_=column.type)
+    if match is Match.EQUALS:
+        return column == value
+    if match is Match.EQUALS_IGNORING_CASE:
+        # The same expression as an index on lower(attribute), so that index serves it.
+        return func.lower(column) == func.lower(bindparam(f"filter_{index}", type_=String()))
+    if match is Match.IS_SET:
+        return column.is_not(None) if is_set else column.is_(None)
+    if match is Match.AFTER:
+        return column > value
+    return column < value
 
 
 def _metadata_equals(dialect: str, index: int) -> ColumnElement[bool]:

@@ -12,9 +12,9 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import select, update
 
-from service.cache_invalidation import RECORDED, record_write
 from service.extensions import db
 from service.models import IdempotencyRecord, UserSession
+from service.repositories.changes import CHANGES_NOTED, note_change
 
 
 def stored_user_session(app: Flask, user_session_uuid: str) -> Any:
@@ -34,10 +34,10 @@ def set_user_session(app: Flask, user_session_uuid: str, **values: Any) -> None:
             .where(UserSession.uuid == uuid.UUID(user_session_uuid))
             .values(**values)
             .returning(UserSession.version)
-            .execution_options(**RECORDED)
+            .execution_options(**CHANGES_NOTED)
         )
         version = db.session.execute(statement).scalar_one()
-        record_write(db.session(), uuid.UUID(user_session_uuid), version)
+        note_change(db.session(), uuid.UUID(user_session_uuid), version)
         db.session.commit()
 
 

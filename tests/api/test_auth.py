@@ -12,8 +12,8 @@ import pytest
 from flask import Flask, g
 from flask.testing import FlaskClient
 
-from service import auth
 from service.extensions import db
+from service.security import api_keys as auth
 from tests.api.helpers import assert_problem
 from tests.conftest import make_app
 

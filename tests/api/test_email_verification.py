@@ -16,7 +16,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from service.extensions import db
-from service.fields import parse_datetime
+from service.schemas.fields import parse_datetime
 from tests.api.state import idempotency_records, set_user_session, stored_user_session
 from tests.conftest import make_app
 

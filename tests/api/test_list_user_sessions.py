@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from itsdangerous import URLSafeSerializer
 
-from service.fields import format_datetime, parse_datetime
-from service.pagination import make_page_token
+from service.api.page_tokens import make_page_token
 from service.repositories import Keyset
+from service.schemas.fields import format_datetime, parse_datetime
 from tests.factories import list_all
 
 CreateSession = Callable[..., dict[str, Any]]

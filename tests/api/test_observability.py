@@ -14,11 +14,12 @@ from prometheus_client import REGISTRY
 from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 
-from service import create_app, metrics
+from service import create_app
 from service.database import get_db_session
 from service.extensions import db
 from service.models import UserSession
-from service.observability import route_template
+from service.observability import metrics
+from service.observability.requests import route_template
 from tests.conftest import make_app
 from tests.live import free_port
 from tests.redisdb import shared_redis_url, unreachable_redis_url

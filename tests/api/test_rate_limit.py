@@ -13,8 +13,8 @@ import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
-from service import metrics
-from service.ratelimit import REDIS_KEY_PREFIX
+from service.observability import metrics
+from service.security.ratelimit import REDIS_KEY_PREFIX
 from tests.api.helpers import assert_problem
 from tests.redisdb import PrivateRedis, shared_redis_url, unreachable_redis_url
 

@@ -21,14 +21,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from service import metrics, operations
 from service.api.read_through import render
-from service.cache import redis_link
-from service.cache_invalidation import RECORDED, UnrecordedUserSessionWrite, pending_writes
-from service.database import get_db_session
-from service.extensions import db
-from service.models import UserSession
-from service.user_session_cache import (
+from service.cache.redis_link import redis_link
+from service.cache.representations import (
     FENCE_SECONDS,
     GONE,
     Representation,
@@ -36,6 +31,12 @@ from service.user_session_cache import (
     epoch_microseconds,
     user_session_cache,
 )
+from service.database import get_db_session
+from service.extensions import db
+from service.models import UserSession
+from service.observability import metrics
+from service.operations import user_sessions as operations
+from service.repositories.changes import CHANGES_NOTED, UnnotedUserSessionWrite, pending_changes
 from tests.api.helpers import assert_problem
 from tests.redisdb import PrivateRedis, shared_redis_url, unreachable_redis_url
 
@@ -488,11 +489,11 @@ def test_a_nested_unit_of_work_invalidates_when_the_outermost_commits(
     with cached_app.app_context():
         with get_db_session() as db_session:
             operations.patch_user_session(user_session_uuid, {"name": "inner"})
-            assert pending_writes(db_session) == {user_session_uuid: 2}
+            assert pending_changes(db_session) == {user_session_uuid: 2}
             assert store.get(entry_key(created)) is not None, "not before the outermost commit"
         assert store.get(entry_key(created)) is None
         assert store.get(fence_key(created)) == b"2"
-        assert pending_writes(db.session()) == {}
+        assert pending_changes(db.session()) == {}
 
 
 def test_a_unit_of_work_that_rolls_back_invalidates_nothing(
@@ -504,7 +505,7 @@ def test_a_unit_of_work_that_rolls_back_invalidates_nothing(
         with pytest.raises(RuntimeError), get_db_session():
             operations.patch_user_session(uuid.UUID(created["uuid"]), {"name": "rolled back"})
             raise RuntimeError("abandon the unit of work")
-        assert pending_writes(db.session()) == {}
+        assert pending_changes(db.session()) == {}
         with get_db_session():
             pass  # a later commit does not carry the abandoned writes
     assert store.get(fence_key(created)) is None
@@ -521,10 +522,10 @@ def test_a_core_write_of_user_sessions_that_does_not_record_itself_is_refused(
     target = UserSession.uuid == uuid.UUID(created["uuid"])
     unrecorded = update(UserSession).where(target).values(name="x") if statement == "update" else delete(UserSession)
     with cached_app.app_context():
-        with pytest.raises(UnrecordedUserSessionWrite), get_db_session() as db_session:
+        with pytest.raises(UnnotedUserSessionWrite), get_db_session() as db_session:
             db_session.execute(unrecorded.where(target))
         with get_db_session() as db_session:  # marked as recorded, it runs
-            db_session.execute(update(UserSession).where(target).values(name="x").execution_options(**RECORDED))
+            db_session.execute(update(UserSession).where(target).values(name="x").execution_options(**CHANGES_NOTED))
     assert cached_client.get(path(created)).get_json()["name"] == "x"
 
 

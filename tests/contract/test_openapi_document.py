@@ -18,9 +18,10 @@ from flask.testing import FlaskClient
 from openapi_spec_validator import validate
 
 from service import create_app
+from service.api.openapi import openapi_document, render_yaml
+from service.api.openapi.components import IDEMPOTENCY_RETENTION
 from service.models import EMAIL_MAX_LENGTH, NAME_MAX_LENGTH
-from service.openapi import IDEMPOTENCY_RETENTION, openapi_document, render_yaml
-from service.schemas import TTL_MAX_SECONDS, TTL_MIN_SECONDS
+from service.schemas.user_sessions import TTL_MAX_SECONDS, TTL_MIN_SECONDS
 from tests.live import PROJECT_ROOT
 
 COMMITTED = PROJECT_ROOT / "openapi.yaml"

@@ -9,11 +9,11 @@ import pytest
 from flask import Flask
 from sqlalchemy import select, text, update
 
-from service import idempotency
 from service.database import get_db_session
 from service.extensions import db
-from service.idempotency import Claim, IdempotencyKeyInUse, IdempotencyKeyReused, StoredResponse
 from service.models import IdempotencyRecord, UserSession
+from service.operations import idempotency
+from service.operations.idempotency import Claim, IdempotencyKeyInUse, IdempotencyKeyReused, StoredResponse
 from service.repositories import IdempotencyScope, get_user_session_repository
 
 pytestmark = pytest.mark.usefixtures("app_context")

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from service.database import utcnow
-from service.fields import format_datetime
+from service.schemas.fields import format_datetime
 from tests.factories import EMAILS, EPOCH, METADATA_KEYS, Row, expected_uuids, list_all, random_rows, store_rows
 from tests.live import LiveServer
 

@@ -18,12 +18,12 @@ import pytest
 from flask import Flask
 from sqlalchemy import text
 
-from service.api.listing import listing_filters, listing_scope
+from service.api.listing import listing_scope
+from service.api.page_tokens import make_page_token
 from service.extensions import db
-from service.fields import format_datetime
-from service.pagination import make_page_token
 from service.repositories import Keyset, SortOrder
-from service.schemas import UserSessionListArgsSchema
+from service.schemas.fields import format_datetime
+from service.schemas.user_sessions import UserSessionListArgsSchema
 from tests.conftest import make_app
 from tests.databases import POSTGRES_URL, fresh_postgres_database, worker_id
 
@@ -123,7 +123,7 @@ def deep_token(app: Flask, query: dict[str, str]) -> str:
             ),
             {"deep": int(0.9 * ROWS)},
         ).one()
-        return make_page_token(Keyset((row[0], row[1])), listing_scope(listing_filters(args), sort))
+        return make_page_token(Keyset((row[0], row[1])), listing_scope(args["filters"], sort))
 
 
 @pytest.mark.parametrize("sort", SORTS)

@@ -12,8 +12,9 @@ from flask import Flask, jsonify
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.fields import format_datetime
-from service.json import JSONProvider, loads
+from service.api.json_provider import JSONProvider
+from service.json import loads
+from service.schemas.fields import format_datetime
 
 
 @pytest.fixture

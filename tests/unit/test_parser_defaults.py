@@ -11,7 +11,7 @@ from werkzeug.exceptions import HTTPException
 
 from service.api import parser as parser_module
 from service.api.parser import RequestParser
-from service.schemas import UserSessionListArgsSchema
+from service.schemas.user_sessions import UserSessionListArgsSchema
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ def test_a_query_is_parsed_once_and_its_result_never_shared(parses: list[str]) -
     asked = parse(parser, schema, "/user-sessions?limit=7&metadata.channel=web")
     again = parse(parser, schema, "/user-sessions?limit=7&metadata.channel=web")
     assert second == schema.load({})
-    assert (asked["limit"], asked["metadata_filters"]) == (7, (("channel", "web"),))
+    assert (asked["limit"], asked["filters"].metadata) == (7, (("channel", "web"),))
     assert again == asked
     assert again is not asked
     assert parses == ["", "limit=7&metadata.channel=web"]

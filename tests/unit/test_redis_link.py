@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from service.cache import RedisLink
+from service.cache.redis_link import RedisLink
 from tests.redisdb import shared_redis_url, unreachable_redis_url
 
 

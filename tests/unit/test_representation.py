@@ -10,7 +10,7 @@ from marshmallow import Schema
 from service.database import get_db_session
 from service.models import UserSession
 from service.repositories import get_user_session_repository
-from service.schemas import UserSessionPageSchema, UserSessionSchema
+from service.schemas.user_sessions import UserSessionPageSchema, UserSessionSchema
 
 
 def sessions() -> list[UserSession]:
@@ -80,5 +80,5 @@ def test_a_listing_row_dumps_like_the_instance(app_context: None) -> None:
         stored = get_user_session_repository(db_session).create(
             UserSession(name="row", email="r@example.org", metadata_={"k": [1]}, completed_at=datetime.now(UTC))
         )
-    (row,) = get_user_session_repository().query().rows().limit(5).page().items
+    (row,) = get_user_session_repository().query().limit(5).page().items
     assert UserSessionSchema().dump([row], many=True) == [Schema.dump(UserSessionSchema(), stored)]

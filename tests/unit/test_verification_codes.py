@@ -8,7 +8,7 @@ from collections import Counter
 from datetime import timedelta
 
 from service.keys import derived_key
-from service.verification import VerificationSettings, new_code
+from service.operations.verification import VerificationSettings, new_code
 
 CONFIG = {"SECRET_KEY": "secret", "VERIFICATION_CODE_TTL": 600, "VERIFICATION_RESEND_COOLDOWN": 30}
 

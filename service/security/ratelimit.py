@@ -20,14 +20,14 @@ from typing import TYPE_CHECKING
 
 from flask import Flask, current_app
 
-from service.cache import redis_link
+from service.cache.redis_link import redis_link
 from service.errors import RateLimited
 
 if TYPE_CHECKING:
     from limits import RateLimitItem
     from limits.strategies import FixedWindowRateLimiter
 
-    from service.cache import RedisLink
+    from service.cache.redis_link import RedisLink
 
 EXTENSION = "rate_limiter"
 REDIS_KEY_PREFIX = "user-sessions:rate-limit"

@@ -24,8 +24,8 @@ from flask import current_app
 from itsdangerous import BadData, URLSafeSerializer
 
 from service.errors import QueryValidationError
-from service.fields import format_datetime, parse_datetime
 from service.repositories.query import Keyset
+from service.schemas.fields import format_datetime, parse_datetime
 
 PAGE_TOKEN_PARAMETER = "page_token"  # noqa: S105 (a parameter name, not a secret)
 TOKEN_FORMAT = 1

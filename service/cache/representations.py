@@ -7,7 +7,7 @@ dump. Entries live ``CACHE_TTL`` seconds at most (less when the session
 expires sooner).
 
 No stale read after an acknowledged write: every write, once committed and
-before it is answered, *invalidates* its sessions (``service.cache_invalidation``):
+before it is answered, *invalidates* its sessions (``service.cache.invalidation``):
 it deletes the entry and raises the session's *fence* to the version it
 committed (``gone`` for an erased session). A reader stores what it read only
 through a Lua script that refuses a version below the fence or below the
@@ -45,11 +45,12 @@ from typing import TYPE_CHECKING
 
 from flask import Flask, current_app
 
-from service import metrics
-from service.cache import redis_link
+from service.cache.redis_link import redis_link
+from service.models import entity_tag
+from service.observability import metrics
 
 if TYPE_CHECKING:
-    from service.cache import RedisLink
+    from service.cache.redis_link import RedisLink
 
 EXTENSION = "user_session_cache"
 KEY_PREFIX = "user-sessions:v1"
@@ -64,16 +65,18 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _NO_EXPIRY = b"-"
 
-# KEYS: entry, fence. ARGV: version, entry lifetime (ms), entry value.
-# Stores only a version at or above the fence and above the entry there.
+# KEYS: entry, fence. ARGV: version, entry lifetime (ms), entry value, its shape.
+# Stores only a version at or above the fence and above the entry there (of
+# the same shape: an entry of another shape is replaced).
 _STORE = """
 local version = tonumber(ARGV[1])
 local fence = redis.call('GET', KEYS[2])
 if fence and (fence == 'gone' or tonumber(fence) > version) then
   return 0
 end
-local stored = string.match(redis.call('GETRANGE', KEYS[1], 0, 20), '^(%d+)\\n')
-if stored and tonumber(stored) >= version then
+local head = redis.call('GETRANGE', KEYS[1], 0, 99)
+local stored, shape = string.match(head, '^(%d+)\\n[^\\n]*\\n([^\\n]*)\\n')
+if stored and shape == ARGV[4] and tonumber(stored) >= version then
   return 0
 end
 redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[2])
@@ -111,32 +114,36 @@ def epoch_microseconds(moment: datetime) -> int:
 
 @dataclass(frozen=True)
 class Representation:
-    """The 200 body of a live session, with what a response and the cache need of it."""
+    """The 200 body of a live session, with what a response and the cache need of
+    it. ``shape`` names the layout of the body (its fields): a reader takes an
+    entry of its own shape only, so a release that adds a field never answers
+    bodies an earlier release stored."""
 
     version: int
     expires_at_us: int | None
+    shape: str
     body: bytes
 
     @property
     def etag(self) -> str:
-        return f'"{self.version}"'
+        return entity_tag(self.version)
 
     def expired(self, now_us: int) -> bool:
         """Past ``expires_at``: the session counts as deleted (as ``UserSession.is_live``)."""
         return self.expires_at_us is not None and self.expires_at_us <= now_us
 
     def encode(self) -> bytes:
-        """``version\\nexpires_at_us or -\\n`` and the body, as stored in Redis."""
+        """``version\\nexpires_at_us or -\\nshape\\n`` and the body, as stored in Redis."""
         expires = _NO_EXPIRY if self.expires_at_us is None else str(self.expires_at_us).encode()
-        return b"%d\n%s\n%s" % (self.version, expires, self.body)
+        return b"%d\n%s\n%s\n%s" % (self.version, expires, self.shape.encode(), self.body)
 
     @classmethod
     def decode(cls, value: bytes) -> Representation | None:
         """The stored entry, or None when it is not one this code wrote."""
         try:
-            version, expires, body = value.split(b"\n", 2)
-            return cls(int(version), None if expires == _NO_EXPIRY else int(expires), body)
-        except ValueError:
+            version, expires, shape, body = value.split(b"\n", 3)
+            return cls(int(version), None if expires == _NO_EXPIRY else int(expires), shape.decode(), body)
+        except (ValueError, UnicodeDecodeError):
             return None
 
 
@@ -159,8 +166,9 @@ class UserSessionCache:
     def fence_key(user_session_uuid: uuid.UUID) -> str:
         return f"{KEY_PREFIX}:{{{user_session_uuid}}}:fence"
 
-    def lookup(self, user_session_uuid: uuid.UUID) -> Representation | None:
-        """The cached representation, or None (a miss, Redis down, or its breaker open)."""
+    def lookup(self, user_session_uuid: uuid.UUID, shape: str) -> Representation | None:
+        """The cached representation of this ``shape``, or None (a miss, an entry
+        of another shape, Redis down, or its breaker open)."""
         import redis
 
         if not self.link.available():
@@ -174,6 +182,8 @@ class UserSessionCache:
             return None
         self.link.succeeded()
         representation = Representation.decode(value) if isinstance(value, bytes) else None
+        if representation is not None and representation.shape != shape:
+            representation = None
         metrics.record_cache_request("miss" if representation is None else "hit")
         return representation
 
@@ -191,7 +201,7 @@ class UserSessionCache:
         try:
             stored = self._store(
                 keys=[self.entry_key(user_session_uuid), self.fence_key(user_session_uuid)],
-                args=[representation.version, lifetime_ms, representation.encode()],
+                args=[representation.version, lifetime_ms, representation.encode(), representation.shape],
                 client=self.link.client,
             )
         except redis.RedisError as error:
@@ -229,7 +239,7 @@ def now_us() -> int:
 
 
 def init_app(app: Flask) -> None:
-    """Make the cache when Redis is configured (after ``service.cache.init_app``)."""
+    """Make the cache when Redis is configured (after ``service.cache.redis_link.init_app``)."""
     link = redis_link(app)
     if link is not None:
         app.extensions[EXTENSION] = UserSessionCache(link, ttl_seconds=app.config["CACHE_TTL"])

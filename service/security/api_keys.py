@@ -21,8 +21,9 @@ from collections.abc import Mapping
 
 from flask import Flask, current_app, g, request
 
-from service import ratelimit
 from service.errors import AuthenticationRequired, ReadOnlyApiKey
+from service.observability.requests import note_caller
+from service.security import ratelimit
 
 log = logging.getLogger(__name__)
 
@@ -93,12 +94,6 @@ def current_key_identity() -> str:
     return fingerprint_ or ANONYMOUS
 
 
-def request_key_fingerprint() -> str | None:
-    """The fingerprint of the valid key the request sent, if any (for logs)."""
-    value: str | None = g.get("api_key_fingerprint")
-    return value
-
-
 def _guard() -> None:
     if is_open(request.path):
         return
@@ -107,6 +102,7 @@ def _guard() -> None:
     identified = keys.identify(presented) if keys and presented is not None else None
     if identified is not None:
         g.api_key_fingerprint = identified[0]
+        note_caller(identified[0])
     ratelimit.check(f"key:{identified[0]}" if identified else f"address:{request.remote_addr}")
     if not keys:
         return

@@ -15,7 +15,7 @@ from typing import Any
 
 from flask import Flask
 
-from service.correlation import CorrelationIdFilter
+from service.observability.correlation import CorrelationIdFilter
 
 _ENCODER = json.JSONEncoder(default=str, ensure_ascii=False)
 

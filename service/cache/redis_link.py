@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Literal
 
 from flask import Flask, current_app
 
-from service import metrics
+from service.observability import metrics
 
 if TYPE_CHECKING:
     import redis
@@ -129,18 +129,6 @@ def redis_link(app: Flask | None = None) -> RedisLink | None:
     """The app's Redis link, or None when ``REDIS_URL`` is unset."""
     link: RedisLink | None = (app or current_app).extensions.get(EXTENSION)
     return link
-
-
-def get_redis() -> redis.Redis | None:
-    """A client to call now, or None when Redis is unset or its breaker is open.
-
-    Callers catch ``redis.RedisError``, report it with ``redis_link().failed(…)``
-    and go on without Redis.
-    """
-    link = redis_link()
-    if link is None or not link.available():
-        return None
-    return link.client
 
 
 def cache_state() -> CacheState:

@@ -8,7 +8,6 @@ exactly the JSON types the contract names.
 from __future__ import annotations
 
 import ipaddress
-import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -16,6 +15,8 @@ from typing import Any
 
 import orjson
 from marshmallow import ValidationError, fields
+
+from service.operations.documents import DocumentBounds, walk
 
 _RFC3339 = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(Z|z|[+-]\d{2}:\d{2})$",
@@ -153,54 +154,26 @@ class IPAddress(fields.Field[str]):
 
 
 class JSONObject(fields.Dict):
-    """A free JSON object with a bound on its serialised size and nesting depth."""
+    """A free JSON object within ``bounds`` (serialised size, nesting depth)."""
 
-    default_error_messages = {
-        "invalid": "Must be a JSON object.",
-        "too_large": "Must be at most {max_bytes} bytes when serialised as JSON.",
-        "too_deep": "Must nest at most {max_depth} levels deep.",
-    }
+    default_error_messages = {"invalid": "Must be a JSON object."}
 
-    def __init__(self, *, max_bytes: int, max_depth: int, **kwargs: Any) -> None:
+    def __init__(self, *, bounds: DocumentBounds, **kwargs: Any) -> None:
         super().__init__(keys=fields.String(), **kwargs)
-        self.max_bytes = max_bytes
-        self.max_depth = max_depth
-
-    def check(self, value: dict[str, Any]) -> None:
-        """Raise a ValidationError when ``value`` breaks the size or depth bound."""
-        if _depth(value) > self.max_depth:
-            raise self.make_error("too_deep", max_depth=self.max_depth)
-        if len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()) > self.max_bytes:
-            raise self.make_error("too_large", max_bytes=self.max_bytes)
+        self.bounds = bounds
 
     def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> Any:
         if not isinstance(value, dict):
             raise self.make_error("invalid")
-        self.check(value)
+        violation = self.bounds.violation(value)
+        if violation is not None:
+            raise ValidationError(violation)
         return value
-
-
-def _walk(value: Any) -> Any:
-    """Yield ``(depth, item)`` for every value and key inside ``value``, without recursion."""
-    stack = [(0, value)]
-    while stack:
-        depth, item = stack.pop()
-        yield depth, item
-        if isinstance(item, dict):
-            stack.extend((depth + 1, key) for key in item)
-            stack.extend((depth + 1, child) for child in item.values())
-        elif isinstance(item, list):
-            stack.extend((depth + 1, child) for child in item)
-
-
-def _depth(value: Any) -> int:
-    """How many objects and arrays nest inside each other in ``value``."""
-    return max((depth + 1 for depth, item in _walk(value) if isinstance(item, dict | list)), default=0)
 
 
 def unstorable_string(value: Any) -> bool:
     """True when ``value`` holds a string PostgreSQL cannot store (NUL, lone surrogates)."""
-    for _, item in _walk(value):
+    for _, item in walk(value):
         if isinstance(item, str):
             if "\x00" in item:
                 return True

@@ -16,8 +16,7 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 
-from service import metrics
-from service.auth import request_key_fingerprint
+from service.observability import metrics
 
 request_log = logging.getLogger("service.requests")
 
@@ -38,6 +37,11 @@ def _request_metrics(method: str, route: str, status: int) -> tuple[Any, Any]:
     """The request counter and duration histogram of one label set, looked up once."""
     labels = {"method": method, "route": route, "status": str(status)}
     return metrics.HTTP_REQUESTS.labels(**labels), metrics.HTTP_REQUEST_DURATION.labels(**labels)
+
+
+def note_caller(fingerprint: str) -> None:
+    """Name the caller in this request's log line by its key's fingerprint (never the key)."""
+    g.caller_fingerprint = fingerprint
 
 
 def _start() -> None:
@@ -65,7 +69,7 @@ def _finish(response: Response) -> Response:
                 "route": route,
                 "status": response.status_code,
                 "duration_ms": round(duration * 1000, 3),
-                "api_key": request_key_fingerprint(),
+                "api_key": g.get("caller_fingerprint"),
                 "pid": os.getpid(),
             }
         },

@@ -1,18 +1,18 @@
-"""Use cases: one unit of work each.
+"""Use cases of user sessions: one unit of work each, or one statement that
+commits by itself.
 
-Views call these with validated input; these open ``get_db_session()``, work
-through repositories and raise domain errors. Nothing here knows HTTP.
+Views call these with validated input (``ttl_seconds`` already turned into
+``expires_at``); these work through the repository and raise domain errors.
+Every one returns the session as a ``UserSessionRow``. Nothing here knows HTTP.
 """
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from marshmallow import ValidationError
 from sqlalchemy.exc import IntegrityError
 
 from service.database import get_db_session, one_statement, utcnow
@@ -23,7 +23,8 @@ from service.errors import (
     UserSessionIsLive,
     UserSessionNotFound,
 )
-from service.models import UserSession
+from service.models import UserSession, UserSessionRow
+from service.operations.documents import METADATA_BOUNDS, canonical, merge_patch
 from service.repositories import (
     Keyset,
     Page,
@@ -32,10 +33,7 @@ from service.repositories import (
     UserSessionRepository,
     get_user_session_repository,
 )
-from service.repositories.user_session_repository import EMAIL_VERIFICATION_RESET, patchable_in_place
-from service.schemas import metadata_field, resolve_ttl
-
-_METADATA = metadata_field()
+from service.repositories.user_session_updates import EMAIL_VERIFICATION_RESET
 
 
 @dataclass(frozen=True)
@@ -45,51 +43,32 @@ class VersionPrecondition:
     versions: frozenset[int] = frozenset()
     any_version: bool = False
 
-    def check(self, user_session: Any) -> None:
+    def check(self, user_session: UserSession | UserSessionRow) -> None:
         """Raise ``PreconditionFailed`` unless the session's ``version`` is allowed."""
         if not (self.any_version or user_session.version in self.versions):
             raise PreconditionFailed()
 
 
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7396: objects merge recursively, ``null`` removes a key, anything else replaces."""
-    if not isinstance(patch, dict):
-        return patch
-    merged = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            merged.pop(key, None)
-        else:
-            merged[key] = merge_patch(merged.get(key), value)
-    return merged
-
-
-def _canonical(value: Any) -> str:
-    # JSON equality, not Python's: ``1 == True`` but they are different JSON values.
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-
-def create_user_session(fields: Mapping[str, Any]) -> Any:
-    """Store a new session and return it as stored (a read-only named tuple with a
-    ``UserSession``'s attributes); a uuid that exists already (even deleted) is a conflict.
+def create_user_session(fields: Mapping[str, Any]) -> UserSessionRow:
+    """Store a new session and return it as stored; a uuid that exists already
+    (even deleted) is a conflict.
 
     The insert is one statement: on its own it needs no unit of work, and
     inside one (an idempotent request's) it is part of it.
     """
-    values = resolve_ttl(dict(fields))
+    values = dict(fields)
     if values.get("metadata_") is None:
         values["metadata_"] = {}
     now = utcnow()
     try:
         with one_statement() as db_session:
-            return get_user_session_repository(db_session).insert_row({**values, "created_at": now, "updated_at": now})
+            return get_user_session_repository(db_session).insert({**values, "created_at": now, "updated_at": now})
     except IntegrityError:
         raise UserSessionAlreadyExists() from None
 
 
-def read_user_session(user_session_uuid: uuid.UUID, *, include_deleted: bool = False) -> Any:
-    """The session as a read-only named tuple with a ``UserSession``'s attributes, or
-    ``UserSessionNotFound`` when it is missing, deleted or expired.
+def read_user_session(user_session_uuid: uuid.UUID, *, include_deleted: bool = False) -> UserSessionRow:
+    """The session, or ``UserSessionNotFound`` when it is missing, deleted or expired.
 
     A read needs no unit of work: it writes nothing, and runs as one statement.
     """
@@ -106,9 +85,8 @@ def list_user_sessions(
     limit: int,
     after: Keyset | None = None,
     with_count: bool = False,
-) -> Page[Any]:
-    """One page of the sessions that match ``filters``, after ``after`` in ``sort`` order,
-    as read-only rows with the attributes of a ``UserSession``.
+) -> Page[UserSessionRow]:
+    """One page of the sessions that match ``filters``, after ``after`` in ``sort`` order.
 
     Like a read of one session, it needs no unit of work: the page is one
     statement, and the count, when asked for, another.
@@ -123,25 +101,31 @@ def patch_user_session(
     patch: Mapping[str, Any],
     *,
     precondition: VersionPrecondition | None = None,
-) -> Any:
+) -> UserSessionRow:
     """Apply a merge patch; a patch that changes nothing writes nothing.
 
-    Returns the session as written (or as read, for a patch that changes
-    nothing), as a ``UserSession`` or a read-only row with its attributes.
+    It takes the first of these paths that applies; each falls to the next:
 
-    A patch of plain values is first tried as one UPDATE that applies only
-    when it changes something (and ``precondition`` holds): the common case
-    costs one statement. Otherwise, or when that UPDATE wrote nothing, the
-    patch is worked out against the session as read, then written by an
-    UPDATE conditional on that version: two statements, no transaction to
-    open. Should the session change in between, the patch is worked out
-    again under a row lock, so no concurrent writer's update is ever lost.
+    ==================  =============================================  ==========================
+    path                taken when                                      costs
+    ==================  =============================================  ==========================
+    1. in place         plain fields only (no ``metadata``, which       one UPDATE … RETURNING
+                        merges), and ``If-Match`` absent, ``*`` or
+                        one version; applies only if a value differs
+    2. read, then       path 1 did not apply or wrote nothing: the      a read, then one UPDATE
+       conditional      patch is worked out on the session as read;     conditional on the
+       write            nothing to change answers it as read            version read
+    3. under a lock     the session changed between path 2's read       a unit of work: SELECT …
+                        and write                                       FOR UPDATE, then UPDATE
+    ==================  =============================================  ==========================
+
+    No concurrent writer's update is ever lost: paths 1 and 2 write only the
+    row they judged, path 3 holds the row's lock.
     """
-    patch = resolve_ttl(dict(patch))
     repository = get_user_session_repository()
-    expected_version = _in_place_version(patch, precondition)
-    if expected_version is not False:
-        written = repository.patch_in_place(user_session_uuid, patch, version=expected_version, now=utcnow())
+    if precondition is None or precondition.any_version or len(precondition.versions) == 1:
+        version = None if precondition is None or precondition.any_version else next(iter(precondition.versions))
+        written = repository.patch_in_place(user_session_uuid, patch, version=version, now=utcnow())
         if written is not None:
             return written
     current = repository.read_by_uuid(user_session_uuid)
@@ -167,7 +151,7 @@ def patch_user_session(
         if changes:
             changes["updated_at"] = utcnow()
             repository.update(user_session, changes)
-        return user_session
+        return UserSessionRow.of(user_session)
 
 
 def delete_user_session(user_session_uuid: uuid.UUID, *, precondition: VersionPrecondition | None = None) -> None:
@@ -192,7 +176,7 @@ def purge_user_session(user_session_uuid: uuid.UUID, *, precondition: VersionPre
 
 def restore_user_session(
     user_session_uuid: uuid.UUID, *, precondition: VersionPrecondition | None = None
-) -> UserSession:
+) -> UserSessionRow:
     """Bring back a soft-deleted or expired session; a live one is a conflict."""
     with get_db_session() as db_session:
         repository = get_user_session_repository(db_session)
@@ -202,7 +186,7 @@ def restore_user_session(
         now = utcnow()
         if user_session.is_live(now):
             raise UserSessionIsLive()
-        return repository.restore(user_session, now=now)
+        return UserSessionRow.of(repository.restore(user_session, now=now))
 
 
 def _find(
@@ -218,32 +202,17 @@ def _find(
     return user_session
 
 
-def _in_place_version(
-    patch: Mapping[str, Any], precondition: VersionPrecondition | None
-) -> int | Literal[False] | None:
-    """Whether ``patch_in_place`` can apply ``patch``: False if not, else the
-    version it must find (None: any). ``If-Match`` may name one version at most."""
-    if not patchable_in_place(patch):
-        return False
-    if precondition is None or precondition.any_version:
-        return None
-    if len(precondition.versions) == 1:
-        return next(iter(precondition.versions))
-    return False
-
-
-def _changes(user_session: Any, patch: Mapping[str, Any]) -> dict[str, Any]:
+def _changes(user_session: UserSession | UserSessionRow, patch: Mapping[str, Any]) -> dict[str, Any]:
     """The attributes whose value the patch really changes."""
     changes: dict[str, Any] = {}
     for attribute, value in patch.items():
         current = getattr(user_session, attribute)
         if attribute == "metadata_":
             value = {} if value is None else merge_patch(current, value)
-            try:
-                _METADATA.check(value)
-            except ValidationError as error:
-                raise RequestValidationError(errors={"metadata": list(error.messages)}) from None
-            if _canonical(value) != _canonical(current):
+            violation = METADATA_BOUNDS.violation(value)
+            if violation is not None:
+                raise RequestValidationError(errors={"metadata": [violation]})
+            if canonical(value) != canonical(current):
                 changes[attribute] = value
         elif value != current:
             changes[attribute] = value
