@@ -21,7 +21,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from service.api.read_through import render
+from service.api.read_through import SHAPE, render
 from service.cache.redis_link import redis_link
 from service.cache.representations import (
     FENCE_SECONDS,
@@ -166,7 +166,7 @@ def test_the_entry_is_the_body_with_its_version_and_expiry(cached_client: FlaskC
     value = store.get(entry_key(created))
     assert isinstance(value, bytes)
     expires_at = datetime.fromisoformat(created["expires_at"])
-    assert value == b"1\n%d\n" % epoch_microseconds(expires_at) + body
+    assert value == b"1\n%d\n%s\n" % (epoch_microseconds(expires_at), SHAPE.encode()) + body
     # It lives until the session expires, if that comes before CACHE_TTL.
     assert 18_000 < store.pttl(entry_key(created)) <= 20_000
 
@@ -206,7 +206,7 @@ def test_an_entry_past_the_sessions_expires_at_answers_404_without_the_database(
     created = create(cached_client)
     past = epoch_microseconds(datetime.now(UTC) - timedelta(milliseconds=1))
     # As if the entry's clock ran slightly behind ours: Redis still holds it.
-    store.set(entry_key(created), Representation(1, past, b'{"stale": true}\n').encode(), px=10_000)
+    store.set(entry_key(created), Representation(1, past, SHAPE, b'{"stale": true}\n').encode(), px=10_000)
     counts = CacheCounts()
     assert_problem(cached_client.get(path(created)), 404, "USER_SESSION_NOT_FOUND")
     assert_problem(cached_client.head(path(created)), 404, "USER_SESSION_NOT_FOUND")
@@ -437,9 +437,9 @@ def test_fences_only_rise(cached_app: Flask, store: redis.Redis) -> None:
         assert store.get(cache.fence_key(second)) == GONE.encode()
         assert cache.invalidate({first: 8})
         assert store.get(cache.fence_key(first)) == b"8"
-        assert not cache.store(first, Representation(7, None, b"{}\n"))
-        assert cache.store(first, Representation(8, None, b"{}\n"))
-        assert not cache.store(second, Representation(10, None, b"{}\n"))
+        assert not cache.store(first, Representation(7, None, SHAPE, b"{}\n"))
+        assert cache.store(first, Representation(8, None, SHAPE, b"{}\n"))
+        assert not cache.store(second, Representation(10, None, SHAPE, b"{}\n"))
 
 
 def test_concurrent_readers_and_writers_never_read_behind_an_acknowledged_write(
