@@ -32,11 +32,12 @@ test: $(VENV)/.installed-test
 openapi: $(VENV)/.installed-run
 	$(BIN)/flask --app wsgi openapi write --format yaml openapi.yaml
 
-## lint: ruff, mypy and hadolint (the Dockerfile), as CI runs them
+## lint: ruff, mypy, the layers (import-linter) and hadolint (the Dockerfile), as CI runs them
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy service user_sessions_client
+	$(BIN)/lint-imports
 	$(BIN)/hadolint Dockerfile
 
 BENCH_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/user_sessions_bench
