@@ -10,8 +10,8 @@ the client *sends* (``UserSessionCreate``, ``UserSessionPatch``,
 writes as the service expects (an aware datetime, in UTC).
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: TypedDict reads NotRequired[...] at class creation
+# (Python 3.11), so the annotations must be real objects for __required_keys__ to be right.
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal, NotRequired, TypedDict
