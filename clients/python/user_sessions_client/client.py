@@ -346,7 +346,7 @@ class UserSessionsClient:
             )
             if not resend:
                 raise failure  # it reached the service: whatever the answer, never again
-            if isinstance(failure, IdempotencyKeyInUse):
+            if isinstance(failure, IdempotencyKeyInUse) and idempotency_key is not None:
                 delay = max(retry_after or 0.0, self._backoff(in_flight_attempt))
                 if waited_in_flight + delay > self.in_flight_wait:
                     raise failure
