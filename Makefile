@@ -15,8 +15,10 @@ $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+# The tests drive the first-party client too: it is its own distribution (clients/python).
+$(VENV)/.installed-test: pyproject.toml clients/python/pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e ./clients/python
 	touch $@
 
 ## run: migrate the database (SQLite in ./instance by default) and serve on http://$(HOST):$(PORT)
@@ -36,7 +38,7 @@ openapi: $(VENV)/.installed-run
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy service user_sessions_client
+	$(BIN)/mypy service clients/python/user_sessions_client
 	$(BIN)/lint-imports
 	$(BIN)/hadolint Dockerfile
 
