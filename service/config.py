@@ -104,6 +104,9 @@ def load_config(environ: Mapping[str, str]) -> dict[str, Any]:
         "DB_MAX_OVERFLOW": _int(environ, "DB_MAX_OVERFLOW", 5, minimum=0),
         "DB_POOL_TIMEOUT": _int(environ, "DB_POOL_TIMEOUT", 5, minimum=1),
         "CACHE_TTL": _int(environ, "CACHE_TTL", 30, minimum=1),
+        # A session is looked up in (and stored to) Redis from its this-many-th
+        # read in a process lately (service.cache.admission); 1 caches every read.
+        "CACHE_MIN_READS": _int(environ, "CACHE_MIN_READS", 2, minimum=1),
         "VERIFICATION_CODE_TTL": _int(environ, "VERIFICATION_CODE_TTL", 600, minimum=1),
         "VERIFICATION_RESEND_COOLDOWN": _int(environ, "VERIFICATION_RESEND_COOLDOWN", 30, minimum=0),
         "REDIS_URL": environ.get("REDIS_URL") or None,

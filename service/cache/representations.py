@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING
 
 from flask import Flask, current_app
 
+from service.cache.admission import RecentReads
 from service.cache.redis_link import redis_link
 from service.models import entity_tag
 from service.observability import metrics
@@ -150,8 +151,9 @@ class Representation:
 class UserSessionCache:
     """Lookups, fenced stores and invalidations of session representations."""
 
-    def __init__(self, link: RedisLink, *, ttl_seconds: int) -> None:
+    def __init__(self, link: RedisLink, *, ttl_seconds: int, min_reads: int = 1) -> None:
         self.link = link
+        self.recent_reads = RecentReads(min_reads)
         self.ttl_ms = ttl_seconds * 1000
         self.fence_ms = FENCE_SECONDS * 1000
         # Registered on the pooled client (which connects only when called); run on ``link.client``.
@@ -167,10 +169,14 @@ class UserSessionCache:
         return f"{KEY_PREFIX}:{{{user_session_uuid}}}:fence"
 
     def lookup(self, user_session_uuid: uuid.UUID, shape: str) -> Representation | None:
-        """The cached representation of this ``shape``, or None (a miss, an entry
-        of another shape, Redis down, or its breaker open)."""
+        """The cached representation of this ``shape``, or None (a session this
+        process has not read often enough lately, a miss, an entry of another
+        shape, Redis down, or its breaker open)."""
         import redis
 
+        if not self.recent_reads.read(user_session_uuid):
+            metrics.record_cache_request("cold")
+            return None
         if not self.link.available():
             metrics.record_cache_request("error")
             return None
@@ -188,9 +194,12 @@ class UserSessionCache:
         return representation
 
     def store(self, user_session_uuid: uuid.UUID, representation: Representation) -> bool:
-        """Keep ``representation`` unless the fence or a newer entry forbids it; True when kept."""
+        """Keep ``representation`` unless the fence or a newer entry forbids it, or the
+        session is not read often enough here to be worth it; True when kept."""
         import redis
 
+        if not self.recent_reads.admitted(user_session_uuid):
+            return False
         lifetime_ms = self.ttl_ms
         if representation.expires_at_us is not None:
             lifetime_ms = min(lifetime_ms, (representation.expires_at_us - now_us()) // 1000)
@@ -242,7 +251,9 @@ def init_app(app: Flask) -> None:
     """Make the cache when Redis is configured (after ``service.cache.redis_link.init_app``)."""
     link = redis_link(app)
     if link is not None:
-        app.extensions[EXTENSION] = UserSessionCache(link, ttl_seconds=app.config["CACHE_TTL"])
+        app.extensions[EXTENSION] = UserSessionCache(
+            link, ttl_seconds=app.config["CACHE_TTL"], min_reads=app.config["CACHE_MIN_READS"]
+        )
 
 
 def user_session_cache(app: Flask | None = None) -> UserSessionCache | None:

@@ -39,7 +39,8 @@ DATABASE_ERRORS = Counter(
 )
 CACHE_REQUESTS = Counter(
     "cache_requests",
-    "Read-through cache lookups of a user session, by result: hit, miss or error.",
+    "Read-through cache lookups of a user session, by result: hit, miss, error, or cold "
+    "(read too seldom in this process lately to ask Redis).",
     ["result"],
 )
 REDIS_ERRORS = Counter(
@@ -48,7 +49,7 @@ REDIS_ERRORS = Counter(
     ["operation"],
 )
 
-CacheResult = Literal["hit", "miss", "error"]
+CacheResult = Literal["hit", "miss", "error", "cold"]
 
 
 def record_cache_request(result: CacheResult) -> None:

@@ -19,7 +19,7 @@ from tests.redisdb import shared_redis_url
 def cached_app(make_configured_app: Callable[..., Flask]) -> Flask:
     url = shared_redis_url()
     redis.Redis.from_url(url, socket_timeout=2).ping()
-    return make_configured_app(REDIS_URL=url)
+    return make_configured_app(REDIS_URL=url, CACHE_MIN_READS="1")
 
 
 def test_an_entry_of_another_shape_is_never_answered(cached_app: Flask) -> None:

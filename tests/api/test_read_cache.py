@@ -56,7 +56,8 @@ def make_cached_app(make_configured_app: MakeApp) -> MakeApp:
         if redis_url is None:
             redis_url = shared_redis_url()
             redis.Redis.from_url(redis_url, socket_timeout=2).ping()
-        return make_configured_app(REDIS_URL=redis_url, **settings)
+        # Every read asks the cache (the default waits for a second read: test_cache_admission.py).
+        return make_configured_app(REDIS_URL=redis_url, **{"CACHE_MIN_READS": "1", **settings})
 
     return make
 

@@ -73,7 +73,8 @@ def start_instance(
 @pytest.fixture(scope="module")
 def instances(start_instance: Callable[..., LiveServer]) -> tuple[LiveServer, LiveServer]:
     redis_url = shared_redis_url()
-    return start_instance(REDIS_URL=redis_url), start_instance(REDIS_URL=redis_url)
+    settings = {"REDIS_URL": redis_url, "CACHE_MIN_READS": "1"}  # every read asks the cache
+    return start_instance(**settings), start_instance(**settings)
 
 
 def create(server: LiveServer, **fields: Any) -> dict[str, Any]:
