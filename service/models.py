@@ -93,11 +93,6 @@ class UserSession(Base):
         ),
     )
 
-    @property
-    def etag(self) -> str:
-        """The strong entity tag: the version in quotes."""
-        return entity_tag(self.version)
-
     def is_live(self, now: datetime) -> bool:
         """Neither soft-deleted nor past its ``expires_at``."""
         return is_live(self.deleted_at, self.expires_at, now)

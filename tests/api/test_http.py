@@ -94,3 +94,20 @@ def test_readyz_reports_the_database(client: FlaskClient) -> None:
     response = client.get("/readyz")
     assert response.status_code == 200
     assert response.get_json()["database"] == "ok"
+
+
+@pytest.mark.parametrize("method", ["delete", "purge"])
+def test_a_204_carries_no_body_and_no_content_type(client: FlaskClient, method: str) -> None:
+    created = client.post("/user-sessions", json={}).get_json()
+    query = "?purge=true" if method == "purge" else ""
+    response = client.delete(f"/user-sessions/{created['uuid']}{query}")
+    assert response.status_code == 204
+    assert response.get_data() == b""
+    assert "Content-Type" not in response.headers
+
+
+def test_a_304_carries_no_content_type(client: FlaskClient) -> None:
+    created = client.post("/user-sessions", json={}).get_json()
+    response = client.get(f"/user-sessions/{created['uuid']}", headers={"If-None-Match": '"1"'})
+    assert response.status_code == 304
+    assert "Content-Type" not in response.headers
