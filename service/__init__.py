@@ -101,7 +101,7 @@ def configure_database(app: Flask) -> None:
 def register_extensions(app: Flask) -> None:
     db.init_app(app)
     with app.app_context():
-        configure_engine(db.engine)
+        configure_engine(db.engine, app.config)
     LazyMigrate(app)
     changes.track(db.session)
 

@@ -8,17 +8,24 @@ commit-or-rollback scope over it, never a second session.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import os
+import threading
+import weakref
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Connection, DateTime, Engine, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.engine.url import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import TypeDecorator
 
+from service.database_link import answering_within, bound_answers
 from service.extensions import db
 from service.json import loads as json_loads
 
@@ -122,8 +129,9 @@ def _backend_engine_options(database_uri: str, config: dict[str, Any]) -> dict[s
     return {}
 
 
-def configure_engine(engine: Engine) -> None:
-    """Make SQLite safe for several workers: WAL, and write locks taken up front.
+def configure_engine(engine: Engine, config: Mapping[str, Any]) -> None:
+    """Bound every wait on PostgreSQL (``service.database_link``), and make
+    SQLite safe for several workers: WAL, and write locks taken up front.
 
     pysqlite defers ``BEGIN`` and starts every transaction as a reader; two
     readers that both go on to write fail with "database is locked", which no
@@ -132,6 +140,7 @@ def configure_engine(engine: Engine) -> None:
     reads run without a transaction, as on PostgreSQL, and under WAL never
     wait for a writer.
     """
+    bound_answers(engine, config["DB_STATEMENT_TIMEOUT_MS"])
     if engine.dialect.name != "sqlite":
         return
 
@@ -148,6 +157,52 @@ def configure_engine(engine: Engine) -> None:
     def _on_begin(connection: Any) -> None:
         if connection.get_execution_options().get(_UNIT_OF_WORK):
             connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+DatabaseState = Literal["ok", "read_only", "unavailable"]
+# PostgreSQL takes writes: not a standby, and not read-only by default (as a failover sets it).
+_TAKES_WRITES = "SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off'"
+_readiness_lock = threading.Lock()
+# One check in flight per engine and process: readiness probes never pile up on a silent database.
+_readiness_checks: weakref.WeakKeyDictionary[Engine, tuple[int, Future[DatabaseState]]] = weakref.WeakKeyDictionary()
+
+
+def database_state(engine: Engine, within: float) -> DatabaseState:
+    """Whether the database answers within ``within`` seconds and takes writes.
+
+    The check runs in a thread of its own, and this waits for it ``within``
+    seconds at most, whatever the database does: a pool to wait for, a
+    connection to make, a statement without answer. While one check is in
+    flight (on a silent database, until its own deadlines end it), later
+    callers wait for that one instead of starting another.
+    """
+    with _readiness_lock:
+        pid, check = _readiness_checks.get(engine, (0, None))
+        if check is None or check.done() or pid != os.getpid():
+            check = Future()
+            _readiness_checks[engine] = (os.getpid(), check)
+            threading.Thread(
+                target=_check_database, args=(engine, within, check), name="readiness-check", daemon=True
+            ).start()
+    try:
+        return check.result(timeout=within)
+    except FutureTimeout:
+        return "unavailable"
+
+
+def _check_database(engine: Engine, within: float, check: Future[DatabaseState]) -> None:
+    state: DatabaseState = "unavailable"
+    try:
+        with engine.connect() as connection, answering_within(connection.connection.driver_connection, within):
+            if connection.dialect.name == "postgresql":
+                state = "ok" if connection.exec_driver_sql(_TAKES_WRITES).scalar() else "read_only"
+            else:
+                connection.exec_driver_sql("SELECT 1")
+                state = "ok"
+    except SQLAlchemyError:
+        pass
+    finally:
+        check.set_result(state)
 
 
 def in_transaction(connection: Connection) -> Connection:

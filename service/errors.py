@@ -109,6 +109,7 @@ class RateLimited(ServiceError):
 class DatabaseUnavailable(ServiceError):
     status, code = 503, "DATABASE_UNAVAILABLE"
     detail = "The database is unavailable or too slow right now; retry shortly."
+    read_only_detail = "The database takes no writes right now (a failover, most likely); retry shortly."
 
     def __init__(self, detail: str | None = None) -> None:
         super().__init__(detail, headers={"Retry-After": "1"})

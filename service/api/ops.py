@@ -7,16 +7,18 @@ from typing import Any
 
 from flask import Response
 from flask.views import MethodView
-from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
 
 from service.api.parser import Blueprint
 from service.cache.redis_link import cache_state
+from service.database import database_state
 from service.extensions import db
 from service.observability import metrics
 from service.schemas.ops import HealthSchema, ReadinessSchema
 
 blp = Blueprint("ops", __name__, description="Health of the process and its dependencies.")
+
+# /readyz answers within this long whatever the database does (a load balancer's probe times out soon).
+READINESS_WITHIN = 1.0
 
 
 @blp.route("/healthz")
@@ -33,22 +35,21 @@ class Readiness(MethodView):
     @blp.doc(operationId="getReadiness")
     @blp.response(200, ReadinessSchema)
     @blp.alt_response(
-        503, schema=ReadinessSchema, description="The database does not answer.", headers={"Retry-After": "Retry-After"}
+        503,
+        schema=ReadinessSchema,
+        description="The database does not answer within a second, or takes no writes (read-only, a failover).",
+        headers={"Retry-After": "Retry-After"},
     )
     def get(self) -> Any:
-        """The database answers; the optional cache's state is reported, never fatal.
+        """The database answers within a second and takes writes; the optional cache's state is reported, never fatal.
 
         A Redis outage must not take every instance out of the load balancer:
         ``cache`` is ``ok``, ``unavailable`` or ``disabled`` (no ``REDIS_URL``),
-        and only the database decides the status.
+        and only the database decides the status. ``database`` is ``ok``,
+        ``read_only`` (it answers but refuses writes: a standby, or a primary
+        during a failover) or ``unavailable``.
         """
-        try:
-            db.session.execute(text("SELECT 1"))
-            database = "ok"
-        except SQLAlchemyError:
-            database = "unavailable"
-        finally:
-            db.session.rollback()
+        database = database_state(db.engine, READINESS_WITHIN)
         status = 200 if database == "ok" else 503
         headers = {} if status == 200 else {"Retry-After": "1"}
         body = {"status": "ok" if status == 200 else "unavailable", "database": database, "cache": cache_state()}

@@ -20,6 +20,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
 
 from service.api.converters import MalformedUserSessionUUID
+from service.database_link import refuses_writes
 from service.errors import (
     DatabaseUnavailable,
     FieldErrors,
@@ -140,6 +141,11 @@ def _is_unavailable(error: DBAPIError) -> bool:
 
 
 def _handle_database_error(error: DBAPIError) -> Response:
+    if refuses_writes(error.orig):
+        # A standby, or a primary made read-only during a failover: writes come back with the new primary.
+        metrics.DATABASE_ERRORS.labels(kind="read_only").inc()
+        log.warning("database refused a write: read-only")
+        return _handle_service_error(DatabaseUnavailable(DatabaseUnavailable.read_only_detail))
     if _is_unavailable(error):
         metrics.DATABASE_ERRORS.labels(kind="unavailable").inc()
         # Only the error's class is logged: its text can hold SQL and the values sent.

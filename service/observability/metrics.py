@@ -34,7 +34,8 @@ HTTP_REQUEST_DURATION = Histogram(
 )
 DATABASE_ERRORS = Counter(
     "database_errors",
-    "Database failures answered with 503: unavailable (connection or statement timeout) or pool_timeout.",
+    "Database failures answered with 503: unavailable (no connection, no answer in time, a statement timeout), "
+    "read_only (a write refused, as during a failover) or pool_timeout.",
     ["kind"],
 )
 CACHE_REQUESTS = Counter(

@@ -9,7 +9,9 @@ what SQLAlchemy decides (the SQL for the dialect, the type conversions of
 every parameter and column) and drops the per-call machinery. Driver errors
 come out as SQLAlchemy's ``DBAPIError`` family, as from any other query, and
 a connection the database dropped empties the pool, as SQLAlchemy does: its
-siblings were most likely dropped with it.
+siblings were most likely dropped with it. A read that lost its connection so
+is run once more on a fresh one (a write is not: it may have been applied);
+one the database left without answer (``service.database_link``) is not.
 
 What is dropped includes the engine's events (``before_cursor_execute``,
 ``handle_error``) and ``echo``: statement tracing does not see these
@@ -28,6 +30,8 @@ from sqlalchemy import Connection, Delete, Engine, Insert, Select, Update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.orm import Session
+
+from service.database_link import did_not_answer
 
 _Convert = Callable[[Any], Any] | None
 
@@ -75,6 +79,7 @@ class PreparedStatement:
             raise TypeError(f"{made.__name__}'s fields are not the columns {fields}")
         self.row_type = made
         self._compiled: dict[tuple[str, str, str], _Compiled] = {}
+        self._reads_only = isinstance(statement, Select)
 
     def first(self, bind: Engine | Connection | Session, parameters: Mapping[str, Any]) -> Any:
         """The first row for ``parameters``, or None.
@@ -107,21 +112,31 @@ class PreparedStatement:
         }
         arguments: Any = tuple(bound[name] for name in compiled.positions) if compiled.positions else bound
         driver_error = engine.dialect.loaded_dbapi.Error
-        try:
-            connection = engine.raw_connection()
-        except driver_error as error:
-            raise self._translate(engine, compiled.sql, error, None) from error
-        try:
-            cursor = connection.cursor()
+        # A read that finds its connection dropped is run once more, on a fresh
+        # one; a write may have been applied, and is never sent twice.
+        attempts = 2 if self._reads_only else 1
+        while True:
+            attempts -= 1
             try:
-                cursor.execute(compiled.sql, arguments)
-                rows = fetch(cursor)
+                connection = engine.raw_connection()
+            except driver_error as error:
+                raise self._translate(engine, compiled.sql, error, None) from error
+            try:
+                cursor = connection.cursor()
+                try:
+                    cursor.execute(compiled.sql, arguments)
+                    rows = fetch(cursor)
+                finally:
+                    cursor.close()
+                break
+            except driver_error as error:
+                translated = self._translate(engine, compiled.sql, error, connection)
+                # Not when the database fell silent: the statement timeout plus a second is all a request waits.
+                if attempts and translated.connection_invalidated and not did_not_answer(error):
+                    continue
+                raise translated from error
             finally:
-                cursor.close()
-        except driver_error as error:
-            raise self._translate(engine, compiled.sql, error, connection) from error
-        finally:
-            connection.close()
+                connection.close()
         if not compiled.conversions:
             return [compiled.row_type._make(row) for row in rows]
         return [self._converted(compiled, row) for row in rows]

@@ -15,7 +15,11 @@ class ReadinessSchema(Schema):
     """Body of ``GET /readyz``: the service's state, its database's and its optional cache's."""
 
     status = fields.String(required=True, validate=validate.OneOf(["ok", "unavailable"]))
-    database = fields.String(required=True, validate=validate.OneOf(["ok", "unavailable"]))
+    database = fields.String(
+        required=True,
+        validate=validate.OneOf(["ok", "read_only", "unavailable"]),
+        metadata={"description": "`read_only`: it answers but takes no writes (a standby, or during a failover)."},
+    )
     cache = fields.String(
         required=True,
         validate=validate.OneOf(["ok", "unavailable", "disabled"]),
