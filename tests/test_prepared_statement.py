@@ -174,22 +174,49 @@ def test_an_update_must_say_its_caller_invalidates_the_cache() -> None:
     PreparedStatement(statement, changes_noted_by_caller=True)
 
 
-def test_a_lost_connection_empties_the_pool(database_url: str) -> None:
-    """After a restart every pooled connection is dead: one request learns it, the next gets a new one."""
-    if not database_url.startswith("postgresql"):
-        pytest.skip("terminating server backends is PostgreSQL's")
-    engine = db.engine
-    held = [engine.raw_connection() for _ in range(3)]
+def _drop_every_connection(database_url: str) -> None:
+    """As a restart does: every pooled connection is dead (waits until they are gone)."""
+    with psycopg.connect(database_url.replace("+psycopg", ""), autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
+def _pool_idle_connections(count: int) -> None:
+    db.engine.dispose()  # none left over from another test
+    held = [db.engine.raw_connection() for _ in range(count)]
     for connection in held:
         connection.cursor().execute("SELECT 1")
         connection.close()  # back to the pool, idle
-    with psycopg.connect(database_url.replace("+psycopg", ""), autocommit=True) as admin:
-        admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
+
+
+def test_a_connection_the_server_dropped_is_replaced_at_checkout(database_url: str) -> None:
+    """After a restart every pooled connection is dead: the first read after it is answered all the same."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("terminating server backends is PostgreSQL's")
+    _pool_idle_connections(3)
+    _drop_every_connection(database_url)
     parameters = {"identity": uuid.uuid4(), "now": MOMENT}
+    assert READ.first(db.engine, parameters) is None
+
+
+def test_a_read_that_loses_its_connection_runs_once_more_on_a_fresh_one_and_empties_the_pool(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dropped after the checkout's look at it: the read finds out, runs again on a
+    new connection, and the dead siblings leave the pool with it. A write is not sent twice."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("terminating server backends is PostgreSQL's")
+    monkeypatch.setattr("service.database_link.dropped_by_server", lambda _connection: False)
+    _pool_idle_connections(3)
+    _drop_every_connection(database_url)
+    parameters = {"identity": uuid.uuid4(), "now": MOMENT}
+    assert READ.first(db.engine, parameters) is None
+    assert db.engine.pool.checkedin() == 1  # the retry's own connection, none of the dead ones
+
+    _drop_every_connection(database_url)
+    insert = UserSessionRepository(db.session)
     with pytest.raises(DBAPIError) as lost:
-        READ.first(engine, parameters)
+        insert.insert_row({"uuid": uuid.uuid4()})
     assert lost.value.connection_invalidated
-    assert READ.first(engine, parameters) is None
