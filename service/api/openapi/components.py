@@ -171,7 +171,11 @@ REASONS = {
     "key_reused": (422, "This `Idempotency-Key` was used with another body."),
     "rate_limited": (429, "Too many requests for this API key."),
     "internal": (500, "The service failed; the problem carries the correlation id to report."),
-    "database": (503, "The database is unreachable or too slow; retry after `Retry-After`."),
+    "database": (
+        503,
+        "The database is unreachable, silent (no answer within the statement timeout plus a second), "
+        "too slow, or takes no writes (read-only, as during a failover); retry after `Retry-After`.",
+    ),
 }
 
 
