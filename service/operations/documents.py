@@ -4,9 +4,9 @@ changes one, and the bounds every stored document keeps."""
 from __future__ import annotations
 
 import json
-from decimal import Decimal
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 
