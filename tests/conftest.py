@@ -15,8 +15,8 @@ from sqlalchemy import delete
 
 from service import create_app
 from service.extensions import db
-from tests.databases import database_params, fresh_postgres_database, worker_id
-from tests.live import LiveServer, migrate, start_gunicorn
+from tests.support.databases import database_params, fresh_postgres_database, worker_id
+from tests.support.live import LiveServer, migrate, start_gunicorn
 
 TEST_SECRET_KEY = "test-secret-key"
 SCHEMATHESIS_SUMMARY = Path(__file__).resolve().parent.parent / ".pytest_cache" / "schemathesis-summary.txt"

@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 
 from service import auth
 from service.extensions import db
-from tests.api.helpers import assert_problem
+from tests.support.problems import assert_problem
 from tests.conftest import make_app
 
 READ_WRITE_KEY = "rw-5d1c0e9a4b7f4e2a9c3d8b6a1f0e7d2c"

@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from service.models import IN_FLIGHT
-from tests.api.state import count_user_sessions, idempotency_records, set_idempotency_records
+from tests.support.stored_state import count_user_sessions, idempotency_records, set_idempotency_records
 from tests.conftest import make_app
 
 KEY = "c0ffee-7f3a-4d2b-9c1e"

@@ -15,8 +15,8 @@ from flask.testing import FlaskClient
 
 from service import metrics
 from service.ratelimit import REDIS_KEY_PREFIX
-from tests.api.helpers import assert_problem
-from tests.redisdb import PrivateRedis, shared_redis_url, unreachable_redis_url
+from tests.support.problems import assert_problem
+from tests.support.redisdb import PrivateRedis, shared_redis_url, unreachable_redis_url
 
 MakeApp = Callable[..., Flask]
 

@@ -36,8 +36,8 @@ from service.user_session_cache import (
     epoch_microseconds,
     user_session_cache,
 )
-from tests.api.helpers import assert_problem
-from tests.redisdb import PrivateRedis, shared_redis_url, unreachable_redis_url
+from tests.support.problems import assert_problem
+from tests.support.redisdb import PrivateRedis, shared_redis_url, unreachable_redis_url
 
 MakeApp = Callable[..., Flask]
 SAME_CORRELATION = {"X-Correlation-ID": "cache-test"}

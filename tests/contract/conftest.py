@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.databases import POSTGRES_URL, fresh_postgres_database, worker_id
-from tests.live import LiveServer, migrate, start_gunicorn
+from tests.support.databases import POSTGRES_URL, fresh_postgres_database, worker_id
+from tests.support.live import LiveServer, migrate, start_gunicorn
 
 API_KEY = "contract-test-key"
 

@@ -18,7 +18,7 @@ import requests
 import yaml
 
 from tests.contract.conftest import start_postgres_server
-from tests.live import PROJECT_ROOT, LiveServer
+from tests.support.live import PROJECT_ROOT, LiveServer
 
 CHROMIUM = "/usr/bin/chromium"
 # No network of its own: no updates, no sync, no QUIC, no first-run fetches.

@@ -21,7 +21,7 @@ from service import create_app
 from service.models import EMAIL_MAX_LENGTH, NAME_MAX_LENGTH
 from service.openapi import IDEMPOTENCY_RETENTION, openapi_document, render_yaml
 from service.schemas import TTL_MAX_SECONDS, TTL_MIN_SECONDS
-from tests.live import PROJECT_ROOT
+from tests.support.live import PROJECT_ROOT
 
 COMMITTED = PROJECT_ROOT / "openapi.yaml"
 HTTP_METHODS = ("get", "head", "post", "put", "patch", "delete", "options", "trace")

@@ -9,7 +9,7 @@ from typing import Any
 
 import requests
 
-from tests.live import LiveServer
+from tests.support.live import LiveServer
 
 ROUNDS = 10
 

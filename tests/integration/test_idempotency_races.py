@@ -9,7 +9,7 @@ from sqlalchemy import create_engine, func, select
 
 from service.models import UserSession
 from tests.integration.test_concurrent_writes import create, race
-from tests.live import LiveServer
+from tests.support.live import LiveServer
 
 REQUESTS = 20
 ROUNDS = 3

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 import requests
 
-from tests.databases import POSTGRES_URL, fresh_postgres_database, worker_id
-from tests.live import LiveServer, migrate, start_gunicorn
-from tests.redisdb import PrivateRedis, shared_redis_url
+from tests.support.databases import POSTGRES_URL, fresh_postgres_database, worker_id
+from tests.support.live import LiveServer, migrate, start_gunicorn
+from tests.support.redisdb import PrivateRedis, shared_redis_url
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ from sqlalchemy import create_engine, select
 
 from service.models import UserSession
 from tests.integration.test_concurrent_writes import create, race
-from tests.live import LiveServer
+from tests.support.live import LiveServer
 
 CHECKS = 50
 

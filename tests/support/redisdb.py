@@ -15,7 +15,7 @@ import time
 import pytest
 import redis
 
-from tests.live import free_port
+from tests.support.live import free_port
 
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
 

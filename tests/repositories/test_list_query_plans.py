@@ -25,7 +25,7 @@ from service.pagination import make_page_token
 from service.repositories import Keyset, SortOrder
 from service.schemas import UserSessionListArgsSchema
 from tests.conftest import make_app
-from tests.databases import POSTGRES_URL, fresh_postgres_database, worker_id
+from tests.support.databases import POSTGRES_URL, fresh_postgres_database, worker_id
 
 pytestmark = pytest.mark.skipif(not POSTGRES_URL, reason="query plans are PostgreSQL's; set TEST_DATABASE_URL")
 

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from service.cache import RedisLink
-from tests.redisdb import shared_redis_url, unreachable_redis_url
+from tests.support.redisdb import shared_redis_url, unreachable_redis_url
 
 
 def test_making_a_link_connects_to_nothing() -> None:

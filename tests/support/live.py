@@ -16,7 +16,7 @@ import requests
 from service import create_app
 from service.extensions import db
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
