@@ -1,4 +1,12 @@
-"""Shared fixtures: an app per database, migrated once; rows cleared per test."""
+"""Shared fixtures: an app per database, migrated once; rows cleared per test.
+
+The suite's tiers, one folder each: ``unit/`` (no I/O, enforced by its
+conftest), ``repositories/`` (the data layer on real databases), ``api/`` (the
+app through Flask's test client and CLI runner), ``integration/`` (live
+gunicorn, private PostgreSQL and Redis servers, subprocesses), ``contract/``
+(the spec against a live server). Helpers live in ``support/``; rows and
+sessions are made by ``factories.py``.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +23,8 @@ from sqlalchemy import delete
 
 from service import create_app
 from service.extensions import db
-from tests.support.databases import database_params, fresh_postgres_database, worker_id
+from tests.factories import create_user_session
+from tests.support.databases import database_params, drop_fresh_databases, fresh_postgres_database, worker_id
 from tests.support.live import LiveServer, migrate, start_gunicorn
 
 TEST_SECRET_KEY = "test-secret-key"
@@ -27,6 +36,14 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     """Show how many cases the schemathesis run tried (tests/contract/test_schemathesis.py)."""
     if SCHEMATHESIS_SUMMARY.exists() and SCHEMATHESIS_SUMMARY.stat().st_mtime >= _SESSION_STARTED:
         terminalreporter.write_line(SCHEMATHESIS_SUMMARY.read_text().strip())
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_fresh_databases() -> Iterator[None]:
+    """Each worker drops the PostgreSQL databases it made once its last test is done
+    (set up first, so torn down after every fixture that uses them)."""
+    yield
+    drop_fresh_databases()
 
 
 def make_app(database_url: str, **settings: str) -> Flask:
@@ -84,10 +101,7 @@ def create_session(client: FlaskClient) -> Any:
     """Create a user session through the API; returns its representation."""
 
     def create(**fields: Any) -> dict[str, Any]:
-        response = client.post("/user-sessions", json=fields)
-        assert response.status_code == 201, response.get_json()
-        body: dict[str, Any] = response.get_json()
-        return body
+        return create_user_session(client, **fields)
 
     return create
 

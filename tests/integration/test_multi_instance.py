@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 import requests
 
-from tests.support.databases import POSTGRES_URL, fresh_postgres_database, worker_id
+from tests.factories import create_live_user_session
+from tests.support.databases import fresh_postgres_database, worker_id
 from tests.support.live import LiveServer, migrate, start_gunicorn
 from tests.support.redisdb import PrivateRedis, shared_redis_url
 
@@ -45,8 +46,7 @@ def cache_hits(server: LiveServer) -> float:
 
 @pytest.fixture(scope="module")
 def shared_database_url() -> str:
-    if not POSTGRES_URL:
-        pytest.skip("TEST_DATABASE_URL is not set: instances share one PostgreSQL")
+    """Instances share one PostgreSQL (skipped without ``TEST_DATABASE_URL``)."""
     url = fresh_postgres_database(f"instances_{worker_id()}")
     migrate(url)
     return url
@@ -76,20 +76,13 @@ def instances(start_instance: Callable[..., LiveServer]) -> tuple[LiveServer, Li
     return start_instance(REDIS_URL=redis_url), start_instance(REDIS_URL=redis_url)
 
 
-def create(server: LiveServer, **fields: Any) -> dict[str, Any]:
-    response = requests.post(server.url("/user-sessions"), json=fields, timeout=TIMEOUT)
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
 def path(user_session: dict[str, Any]) -> str:
     return f"/user-sessions/{user_session['uuid']}"
 
 
 def test_a_write_on_one_instance_is_read_at_once_on_the_other(instances: tuple[LiveServer, LiveServer]) -> None:
     a, b = instances
-    created = create(a)
+    created = create_live_user_session(a)
     hits_before = cache_hits(b)
     reader = requests.Session()
     for round_ in range(20):
@@ -119,7 +112,7 @@ def test_concurrent_patches_with_one_if_match_on_two_instances_one_wins(
     instances: tuple[LiveServer, LiveServer],
 ) -> None:
     for _ in range(8):
-        created = create(instances[0])
+        created = create_live_user_session(instances[0])
         for server in instances:
             assert requests.get(server.url(path(created)), timeout=TIMEOUT).status_code == 200
         start = threading.Barrier(2)
@@ -168,7 +161,7 @@ def test_no_read_on_either_instance_is_behind_an_acknowledged_write(
 ) -> None:
     """Readers hammer both instances while writes alternate between them; a
     read that starts after a write was acknowledged sees it or a newer one."""
-    created = create(instances[0])
+    created = create_live_user_session(instances[0])
     acknowledged = [1]
     stale: list[tuple[int, int]] = []
     failures: list[int] = []
@@ -210,7 +203,7 @@ def test_redis_stopped_mid_run_costs_no_client_an_error_and_hits_resume(
     try:
         environ = {"REDIS_URL": private.url, "REDIS_RETRY_INTERVAL": "1", "REDIS_TIMEOUT_MS": "200"}
         a, b = start_instance(**environ), start_instance(**environ)
-        created = create(a)
+        created = create_live_user_session(a)
         statuses: list[int] = []
         errors: list[str] = []
         stop = threading.Event()

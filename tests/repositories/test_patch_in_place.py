@@ -19,6 +19,7 @@ from service.models import UserSession
 from service.operations import VersionPrecondition, patch_user_session
 from service.repositories import get_user_session_repository
 from service.repositories.user_session_repository import PLAIN_ATTRIBUTES
+from tests.factories import store_user_session
 
 pytestmark = pytest.mark.usefixtures("app_context")
 
@@ -53,11 +54,7 @@ def statements(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[l
 
 
 def store(**attributes: Any) -> UserSession:
-    values = {"name": "Ada", "email": "ada@example.org", **attributes}
-    with get_db_session() as db_session:
-        stored = get_user_session_repository(db_session).create(UserSession(**values))
-    db.session.remove()
-    return stored
+    return store_user_session(**{"name": "Ada", "email": "ada@example.org", **attributes})
 
 
 def stored_row(user_session_uuid: uuid.UUID) -> Any:

@@ -6,8 +6,9 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,3 +103,23 @@ def wait_until_healthy(server: LiveServer, timeout: float = 30) -> None:
             pass
         time.sleep(0.1)
     raise RuntimeError(f"gunicorn did not answer within {timeout} s:\n{server.log()}")
+
+
+def race(count: int, request: Callable[[], requests.Response]) -> list[requests.Response]:
+    """Fire ``count`` requests at once (threads released by one barrier)."""
+    barrier = threading.Barrier(count)
+    responses: list[requests.Response] = []
+    lock = threading.Lock()
+
+    def run() -> None:
+        barrier.wait()
+        response = request()
+        with lock:
+            responses.append(response)
+
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return responses

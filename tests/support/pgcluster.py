@@ -1,8 +1,9 @@
 """A private PostgreSQL cluster a test may stop and start at will.
 
 The shared server is never stopped; tests of outages start their own under
-a temp folder, on a free port. ``initdb`` refuses to run as root, so as root
-the cluster belongs to the ``postgres`` user.
+a temp folder, on a free port, from PostgreSQL's server programs (the test is
+skipped when the machine lacks them). ``initdb`` refuses to run as root, so as
+root the cluster belongs to the ``postgres`` user.
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tests.support.live import free_port
-
-POSTGRES_BIN = Path(os.environ.get("POSTGRES_BIN", "/usr/lib/postgresql/15/bin"))
+from tests.support.requirements import require_postgres_server
 
 
 def _as_cluster_owner(command: Sequence[str]) -> list[str]:
@@ -29,6 +29,7 @@ class PrivatePostgres:
     """``initdb`` once, then ``start()`` / ``stop()`` as often as a test likes."""
 
     def __init__(self) -> None:
+        self.bin = require_postgres_server()
         self.port = free_port()
         self.root = Path(tempfile.mkdtemp(prefix="user-sessions-pg-"))
         self.data = self.root / "data"
@@ -36,7 +37,7 @@ class PrivatePostgres:
         if os.geteuid() == 0:
             shutil.chown(self.root, "postgres", "postgres")
         self._run(
-            str(POSTGRES_BIN / "initdb"),
+            str(self.bin / "initdb"),
             "-D",
             str(self.data),
             "--auth=trust",
@@ -51,14 +52,14 @@ class PrivatePostgres:
 
     def start(self) -> None:
         options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} -c fsync=off -c max_connections=100"
-        self._run(str(POSTGRES_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start")
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start")
 
     def stop(self, mode: str = "fast") -> None:
-        self._run(str(POSTGRES_BIN / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
 
     def destroy(self) -> None:
         subprocess.run(
-            _as_cluster_owner([str(POSTGRES_BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"]),
+            _as_cluster_owner([str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"]),
             capture_output=True,
             check=False,
         )
