@@ -11,6 +11,7 @@ sessions are made by ``factories.py``.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -33,9 +34,19 @@ _SESSION_STARTED = time.time()
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """Show how many cases the schemathesis run tried (tests/contract/test_schemathesis.py)."""
+    """Show how many cases the schemathesis run tried (tests/contract/test_schemathesis.py),
+    and the skips folded by reason: one line per missing program or server."""
     if SCHEMATHESIS_SUMMARY.exists() and SCHEMATHESIS_SUMMARY.stat().st_mtime >= _SESSION_STARTED:
         terminalreporter.write_line(SCHEMATHESIS_SUMMARY.read_text().strip())
+    reasons = Counter(
+        str(report.longrepr[2]).removeprefix("Skipped: ")
+        for report in terminalreporter.stats.get("skipped", [])
+        if isinstance(report.longrepr, tuple)
+    )
+    if reasons:
+        terminalreporter.write_sep("=", "skipped, by reason")
+        for reason, count in sorted(reasons.items(), key=lambda item: (-item[1], item[0])):
+            terminalreporter.write_line(f"SKIPPED {count:>3} {reason}")
 
 
 @pytest.fixture(scope="session", autouse=True)
