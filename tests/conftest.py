@@ -27,6 +27,7 @@ from service.extensions import db
 from tests.factories import create_user_session
 from tests.support.databases import database_params, drop_fresh_databases, fresh_postgres_database, worker_id
 from tests.support.live import LiveServer, migrate, start_gunicorn
+from tests.support.redisdb import PrivateRedis
 
 TEST_SECRET_KEY = "test-secret-key"
 SCHEMATHESIS_SUMMARY = Path(__file__).resolve().parent.parent / ".pytest_cache" / "schemathesis-summary.txt"
@@ -132,6 +133,16 @@ def live_database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.T
 def live_server(live_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """gunicorn with several workers on each test database."""
     server = start_gunicorn(live_database_url, tmp_path_factory.mktemp("live") / "gunicorn.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def private_redis() -> Iterator[PrivateRedis]:
+    """A ``redis-server`` of the test's own, started; the test may stop and start it.
+    Skipped when the machine has no ``redis-server``."""
+    server = PrivateRedis()
+    server.start()
     yield server
     server.stop()
 

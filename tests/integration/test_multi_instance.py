@@ -197,60 +197,56 @@ def test_no_read_on_either_instance_is_behind_an_acknowledged_write(
 
 def test_redis_stopped_mid_run_costs_no_client_an_error_and_hits_resume(
     start_instance: Callable[..., LiveServer],
+    private_redis: PrivateRedis,
 ) -> None:
-    private = PrivateRedis()
-    private.start()
+    environ = {"REDIS_URL": private_redis.url, "REDIS_RETRY_INTERVAL": "1", "REDIS_TIMEOUT_MS": "200"}
+    a, b = start_instance(**environ), start_instance(**environ)
+    created = create_live_user_session(a)
+    statuses: list[int] = []
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def traffic(server: LiveServer, writes: bool) -> None:
+        client = requests.Session()
+        while not stop.is_set():
+            try:
+                if writes:
+                    response = client.patch(server.url(path(created)), json={"name": "x"}, timeout=TIMEOUT)
+                    client.patch(server.url(path(created)), json={"name": None}, timeout=TIMEOUT)
+                else:
+                    response = client.get(server.url(path(created)), timeout=TIMEOUT)
+                statuses.append(response.status_code)
+            except requests.RequestException as error:
+                errors.append(repr(error))
+            time.sleep(0.005)
+
+    threads = [
+        threading.Thread(target=traffic, args=(a, False)),
+        threading.Thread(target=traffic, args=(b, False)),
+        threading.Thread(target=traffic, args=(b, True)),
+    ]
+    for thread in threads:
+        thread.start()
     try:
-        environ = {"REDIS_URL": private.url, "REDIS_RETRY_INTERVAL": "1", "REDIS_TIMEOUT_MS": "200"}
-        a, b = start_instance(**environ), start_instance(**environ)
-        created = create_live_user_session(a)
-        statuses: list[int] = []
-        errors: list[str] = []
-        stop = threading.Event()
-
-        def traffic(server: LiveServer, writes: bool) -> None:
-            client = requests.Session()
-            while not stop.is_set():
-                try:
-                    if writes:
-                        response = client.patch(server.url(path(created)), json={"name": "x"}, timeout=TIMEOUT)
-                        client.patch(server.url(path(created)), json={"name": None}, timeout=TIMEOUT)
-                    else:
-                        response = client.get(server.url(path(created)), timeout=TIMEOUT)
-                    statuses.append(response.status_code)
-                except requests.RequestException as error:
-                    errors.append(repr(error))
-                time.sleep(0.005)
-
-        threads = [
-            threading.Thread(target=traffic, args=(a, False)),
-            threading.Thread(target=traffic, args=(b, False)),
-            threading.Thread(target=traffic, args=(b, True)),
-        ]
-        for thread in threads:
-            thread.start()
-        try:
-            wait_for_hits(a, b)
-            private.stop()
-            outage_started = len(statuses)
-            time.sleep(1.5)
-            assert len(statuses) > outage_started, "requests go on while Redis is down"
-            assert requests.get(a.url("/readyz"), timeout=TIMEOUT).json()["cache"] == "unavailable"
-            private.start()
-            wait_for_hits(a, b)
-        finally:
-            stop.set()
-            for thread in threads:
-                thread.join()
-        assert errors == []
-        assert set(statuses) == {200}
-        assert requests.get(a.url("/readyz"), timeout=TIMEOUT).json()["cache"] == "ok"
-        assert metric_value(a, "cache_requests_total", result="error") > 0
-        # And the cache is coherent again: a write on one is read on the other.
-        patched = requests.patch(b.url(path(created)), json={"name": "after"}, timeout=TIMEOUT)
-        assert requests.get(a.url(path(created)), timeout=TIMEOUT).json() == patched.json()
+        wait_for_hits(a, b)
+        private_redis.stop()
+        outage_started = len(statuses)
+        time.sleep(1.5)
+        assert len(statuses) > outage_started, "requests go on while Redis is down"
+        assert requests.get(a.url("/readyz"), timeout=TIMEOUT).json()["cache"] == "unavailable"
+        private_redis.start()
+        wait_for_hits(a, b)
     finally:
-        private.stop()
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert errors == []
+    assert set(statuses) == {200}
+    assert requests.get(a.url("/readyz"), timeout=TIMEOUT).json()["cache"] == "ok"
+    assert metric_value(a, "cache_requests_total", result="error") > 0
+    # And the cache is coherent again: a write on one is read on the other.
+    patched = requests.patch(b.url(path(created)), json={"name": "after"}, timeout=TIMEOUT)
+    assert requests.get(a.url(path(created)), timeout=TIMEOUT).json() == patched.json()
 
 
 def wait_for_hits(*servers: LiveServer, timeout: float = 15) -> None:

@@ -76,26 +76,21 @@ def test_with_redis_slow_requests_wait_one_short_timeout_at_most(make_cached_app
     assert time.monotonic() - started < 1, "the invalidation gives up after the timeout"
 
 
-def test_when_redis_comes_back_hits_resume(make_cached_app: MakeApp) -> None:
-    private = PrivateRedis()
-    private.start()
-    try:
-        client = make_cached_app(private.url, REDIS_RETRY_INTERVAL="0").test_client()
-        created = create_user_session(client)
-        read_twice(client, created)
-        private.stop()
-        counts = CacheCounts()
-        assert_every_operation_answers_from_the_database(client)
-        assert counts.since()["hit"] == 0
-        private.start()  # empty, and without the scripts: they are loaded again
-        again = create_user_session(client)
-        counts = CacheCounts()
-        read_twice(client, again)
-        assert counts.since() == {"hit": 1, "miss": 1, "error": 0}
-        patch(client, again)
-        assert client.get(path(again)).get_json()["name"] == "patched"
-    finally:
-        private.stop()
+def test_when_redis_comes_back_hits_resume(make_cached_app: MakeApp, private_redis: PrivateRedis) -> None:
+    client = make_cached_app(private_redis.url, REDIS_RETRY_INTERVAL="0").test_client()
+    created = create_user_session(client)
+    read_twice(client, created)
+    private_redis.stop()
+    counts = CacheCounts()
+    assert_every_operation_answers_from_the_database(client)
+    assert counts.since()["hit"] == 0
+    private_redis.start()  # empty, and without the scripts: they are loaded again
+    again = create_user_session(client)
+    counts = CacheCounts()
+    read_twice(client, again)
+    assert counts.since() == {"hit": 1, "miss": 1, "error": 0}
+    patch(client, again)
+    assert client.get(path(again)).get_json()["name"] == "patched"
 
 
 def test_an_invalidation_that_cannot_reach_redis_leaves_a_stale_entry_for_cache_ttl_at_most(
@@ -142,24 +137,19 @@ def test_an_entry_this_code_did_not_write_is_a_miss_and_is_replaced(
     assert counts.since() == {"hit": 1, "miss": 1, "error": 0}
 
 
-def test_invalidation_works_when_redis_is_out_of_memory(make_cached_app: MakeApp) -> None:
+def test_invalidation_works_when_redis_is_out_of_memory(make_cached_app: MakeApp, private_redis: PrivateRedis) -> None:
     """Under ``noeviction`` Redis refuses new data, never deletions: stores
     fail (counted), invalidations still drop entries and raise fences."""
-    private = PrivateRedis()
-    private.start()
-    try:
-        client = make_cached_app(private.url, REDIS_RETRY_INTERVAL="0").test_client()
-        created = create_user_session(client)
-        read_twice(client, created)
-        admin = redis.Redis.from_url(private.url)
-        admin.config_set("maxmemory-policy", "noeviction")
-        admin.config_set("maxmemory", 1)
-        patch(client, created)
-        assert admin.get(entry_key(created)) is None
-        assert admin.get(fence_key(created)) == b"2"
-        counts = CacheCounts()
-        assert client.get(path(created)).get_json()["name"] == "patched"
-        assert counts.since() == {"hit": 0, "miss": 1, "error": 0}
-        assert admin.get(entry_key(created)) is None, "the store was refused"
-    finally:
-        private.stop()
+    client = make_cached_app(private_redis.url, REDIS_RETRY_INTERVAL="0").test_client()
+    created = create_user_session(client)
+    read_twice(client, created)
+    admin = redis.Redis.from_url(private_redis.url)
+    admin.config_set("maxmemory-policy", "noeviction")
+    admin.config_set("maxmemory", 1)
+    patch(client, created)
+    assert admin.get(entry_key(created)) is None
+    assert admin.get(fence_key(created)) == b"2"
+    counts = CacheCounts()
+    assert client.get(path(created)).get_json()["name"] == "patched"
+    assert counts.since() == {"hit": 0, "miss": 1, "error": 0}
+    assert admin.get(entry_key(created)) is None, "the store was refused"
