@@ -27,6 +27,7 @@ endif
 
 $(BIN)/python:
 	@$(PYTHON) $(IS_311) || { echo "$(PYTHON) is $$($(PYTHON) -V 2>&1); this project needs Python 3.11+: make PYTHON=python3.11 $(MAKECMDGOALS)" >&2; exit 1; }
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { echo "$(PYTHON) cannot make a virtual environment: apt-get install python3-venv" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
