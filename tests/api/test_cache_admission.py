@@ -11,8 +11,8 @@ import redis
 from flask import Flask
 
 from service.cache.representations import UserSessionCache
-from service.observability import metrics
-from tests.redisdb import shared_redis_url
+from service.observability.requests import metrics
+from tests.support.redisdb import shared_redis_url
 
 
 def cache_count(result: str) -> float:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.live import LiveServer, start_gunicorn
+from tests.support.live import LiveServer, start_gunicorn
 
 SHAPES = 2000
 ALLOWED_GROWTH_MIB = 20
