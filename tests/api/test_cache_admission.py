@@ -11,7 +11,7 @@ import redis
 from flask import Flask
 
 from service.cache.representations import UserSessionCache
-from service.observability.requests import metrics
+from service.observability import metrics
 from tests.support.redisdb import shared_redis_url
 
 

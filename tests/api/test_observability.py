@@ -18,7 +18,8 @@ from service import create_app
 from service.database import get_db_session
 from service.extensions import db
 from service.models import UserSession
-from service.observability.requests import metrics, route_template
+from service.observability import metrics
+from service.observability.requests import route_template
 from tests.conftest import make_app
 from tests.support.live import free_port
 from tests.support.redisdb import shared_redis_url, unreachable_redis_url

@@ -13,7 +13,7 @@ import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
-from service.observability.requests import metrics
+from service.observability import metrics
 from service.security.ratelimit import REDIS_KEY_PREFIX
 from tests.support.problems import assert_problem
 from tests.support.redisdb import PrivateRedis, shared_redis_url, unreachable_redis_url

@@ -12,8 +12,8 @@ from sqlalchemy import select, text, update
 from service.database import get_db_session
 from service.extensions import db
 from service.models import IdempotencyRecord, UserSession
+from service.operations import idempotency
 from service.operations.idempotency import Claim, IdempotencyKeyInUse, IdempotencyKeyReused, StoredResponse
-from service.operations.user_sessions import idempotency
 from service.repositories import IdempotencyScope, get_user_session_repository
 
 pytestmark = pytest.mark.usefixtures("app_context")
