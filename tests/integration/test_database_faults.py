@@ -26,10 +26,10 @@ from werkzeug.test import TestResponse
 
 from service.database_link import REST_AFTER_SILENCE
 from service.extensions import db
-from tests.api.helpers import assert_problem
 from tests.conftest import make_app
-from tests.live import migrate
-from tests.pgcluster import PrivatePostgres
+from tests.support.live import migrate
+from tests.support.pgcluster import PrivatePostgres
+from tests.support.problems import assert_problem
 
 pytestmark = pytest.mark.slow
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import pytest
 import requests
 
-from tests.live import LiveServer, migrate, start_gunicorn
-from tests.pgcluster import PrivatePostgres
+from tests.support.live import LiveServer, migrate, start_gunicorn
+from tests.support.pgcluster import PrivatePostgres
 
 pytestmark = pytest.mark.slow
 
