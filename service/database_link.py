@@ -55,7 +55,6 @@ REST_AFTER_SILENCE = 1.0
 READ_ONLY_SQLSTATE = "25006"
 # psycopg's own internal signal that a wait ran out of time (psycopg >= 3.3).
 _WAIT_TIMEOUT: type[Exception] = psycopg_errors._WaitTimeout
-_resting_until = 0.0
 
 
 class DatabaseDidNotAnswer(psycopg.OperationalError):
@@ -66,6 +65,8 @@ class AnswerBoundConnection(psycopg.Connection[Any]):
     """A psycopg connection that waits for the database at most ``answer_within`` seconds (None: for ever)."""
 
     answer_within: float | None = None
+    # Until when (time.monotonic()) no new connection is made: the database fell silent a moment ago.
+    resting_until: float = 0.0
     # A shorter deadline for a while (``answering_within``): running out of it says less about the database.
     _answer_within_for_now: float | None = None
 
@@ -78,14 +79,14 @@ class AnswerBoundConnection(psycopg.Connection[Any]):
             # Mid-statement, the connection's state is unknown: it is never used again.
             self.pgconn.finish()
             if bound == self.answer_within:
-                fell_silent()
+                type(self).fell_silent()
             raise DatabaseDidNotAnswer(f"the database did not answer within {bound:g} s") from None
 
-
-def fell_silent() -> None:
-    """Leave the database alone for ``REST_AFTER_SILENCE`` seconds in this process."""
-    global _resting_until  # one process-wide state, as the pool is
-    _resting_until = time.monotonic() + REST_AFTER_SILENCE
+    @classmethod
+    def fell_silent(cls) -> None:
+        """Leave the database alone for ``REST_AFTER_SILENCE`` seconds (in this
+        process, on this engine: each engine has a class of its own)."""
+        cls.resting_until = time.monotonic() + REST_AFTER_SILENCE
 
 
 def did_not_answer(error: BaseException) -> bool:
@@ -123,17 +124,20 @@ def bound_answers(engine: Engine, statement_timeout_ms: int) -> None:
     bounded: type[AnswerBoundConnection] = type(
         "AnswerBoundConnection",
         (AnswerBoundConnection,),
-        {"answer_within": statement_timeout_ms / 1000 + ANSWER_MARGIN if statement_timeout_ms else None},
+        {
+            "answer_within": statement_timeout_ms / 1000 + ANSWER_MARGIN if statement_timeout_ms else None,
+            "resting_until": 0.0,
+        },
     )
 
     @event.listens_for(engine, "do_connect")
     def _connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
-        if time.monotonic() < _resting_until:
+        if time.monotonic() < bounded.resting_until:
             raise DatabaseDidNotAnswer("the database did not answer a moment ago; not asking again yet")
         try:
             return bounded.connect(*cargs, **cparams)
         except psycopg_errors.ConnectionTimeout:
-            fell_silent()
+            bounded.fell_silent()
             raise
 
     @event.listens_for(engine, "checkout")
