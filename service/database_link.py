@@ -13,12 +13,16 @@ not have been applied) and ``DatabaseDidNotAnswer`` raised, which SQLAlchemy
 reports as a lost connection (``OperationalError``, the pool invalidated) and
 the service answers 503. Connecting is bounded by ``connect_timeout``.
 
-After the database fell silent, the process leaves it alone for
-``REST_AFTER_SILENCE`` seconds: new connections are refused at once, so the
-requests that follow (and the clean-up of the one that waited) answer 503 in
-no time instead of each waiting out a connect timeout, and a sync worker is
-soon free again. The rest ends by itself; the first connection after it tries
-the database again.
+After the database fell silent (a wait or a connect ran out of time), the
+process stops asking it on requests' time: new connections are refused at
+once, so the requests that follow (and the clean-up of the one that waited)
+answer 503 in no time instead of each waiting out a connect timeout, and a
+sync worker is free again at once. A thread of the process's own tries to
+connect meanwhile, every ``WATCH_INTERVAL`` seconds; the first connection
+that succeeds ends the silence (healing as soon as the database is back),
+and so does nobody asking for a connection for ``WATCH_WHILE_WANTED``
+seconds (the thread does not outlive the need; the next request tries for
+itself).
 
 A connection that sat in the pool while the server dropped it (a restart,
 ``pg_terminate_backend``, a failover) has the server's goodbye (an error
@@ -32,7 +36,10 @@ its busy timeout bounds.
 
 from __future__ import annotations
 
+import logging
+import os
 import select
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,12 +52,15 @@ from sqlalchemy import Engine, event
 from sqlalchemy.exc import DisconnectionError
 
 RV = TypeVar("RV")
+log = logging.getLogger(__name__)
 
 # How much longer than the statement timeout a wait may last: the server's own
 # cancellation, its answer and the rows have to travel.
 ANSWER_MARGIN = 1.0
-# Seconds a process leaves a database alone after it did not answer (the 503's Retry-After).
-REST_AFTER_SILENCE = 1.0
+# While the database is silent: seconds between the watcher's connection attempts, and
+# how long it keeps trying after the last request that wanted a connection.
+WATCH_INTERVAL = 0.5
+WATCH_WHILE_WANTED = 10.0
 # SQLSTATE read_only_sql_transaction: a standby, or default_transaction_read_only during a failover.
 READ_ONLY_SQLSTATE = "25006"
 # psycopg's own internal signal that a wait ran out of time (psycopg >= 3.3).
@@ -62,13 +72,20 @@ class DatabaseDidNotAnswer(psycopg.OperationalError):
 
 
 class AnswerBoundConnection(psycopg.Connection[Any]):
-    """A psycopg connection that waits for the database at most ``answer_within`` seconds (None: for ever)."""
+    """A psycopg connection that waits for the database at most ``answer_within`` seconds (None: for ever).
+
+    ``bound_answers`` makes a subclass per engine: the class holds the
+    engine's deadline and whether its database is silent in this process.
+    """
 
     answer_within: float | None = None
-    # Until when (time.monotonic()) no new connection is made: the database fell silent a moment ago.
-    resting_until: float = 0.0
     # A shorter deadline for a while (``answering_within``): running out of it says less about the database.
     _answer_within_for_now: float | None = None
+    # The engine's connection arguments, for the watcher; the process (pid) in which the database is silent.
+    _connect_arguments: tuple[Any, Any] = ((), {})
+    _silent_in: int = 0
+    _wanted_at: float = 0.0
+    _watch_lock = threading.Lock()
 
     def wait(self, gen: PQGen[RV], interval: float = 0.1, timeout: float | None = None) -> RV:
         for_now = self._answer_within_for_now
@@ -83,10 +100,39 @@ class AnswerBoundConnection(psycopg.Connection[Any]):
             raise DatabaseDidNotAnswer(f"the database did not answer within {bound:g} s") from None
 
     @classmethod
+    def silent(cls) -> bool:
+        """Whether the database is silent (in this process; a forked child starts afresh)."""
+        return cls._silent_in == os.getpid()
+
+    @classmethod
     def fell_silent(cls) -> None:
-        """Leave the database alone for ``REST_AFTER_SILENCE`` seconds (in this
-        process, on this engine: each engine has a class of its own)."""
-        cls.resting_until = time.monotonic() + REST_AFTER_SILENCE
+        """Stop connecting on requests' time; a thread tries until the database answers."""
+        with cls._watch_lock:
+            if cls.silent():
+                return
+            cls._silent_in = os.getpid()
+            cls._wanted_at = time.monotonic()
+        log.warning("the database did not answer in time; requests are answered 503 until it does")
+        threading.Thread(target=cls._watch, name="database-watch", daemon=True).start()
+
+    @classmethod
+    def refuse_while_silent(cls) -> None:
+        if cls.silent():
+            cls._wanted_at = time.monotonic()
+            raise DatabaseDidNotAnswer("the database did not answer lately; a connection is being tried meanwhile")
+
+    @classmethod
+    def _watch(cls) -> None:
+        cargs, cparams = cls._connect_arguments
+        while time.monotonic() - cls._wanted_at < WATCH_WHILE_WANTED:
+            time.sleep(WATCH_INTERVAL)
+            try:
+                cls.connect(*cargs, **cparams).close()
+            except psycopg.Error:
+                continue
+            log.warning("the database answers again")
+            break
+        cls._silent_in = 0
 
 
 def did_not_answer(error: BaseException) -> bool:
@@ -120,20 +166,21 @@ def bound_answers(engine: Engine, statement_timeout_ms: int) -> None:
     when the statement timeout is 0, off), and check idle connections at checkout."""
     if engine.dialect.name != "postgresql" or engine.dialect.driver != "psycopg":
         return
-    # A class per engine: its waits are bounded by its own statement timeout.
+    # A class per engine: its waits are bounded by its own statement timeout, its silence its own.
     bounded: type[AnswerBoundConnection] = type(
         "AnswerBoundConnection",
         (AnswerBoundConnection,),
         {
             "answer_within": statement_timeout_ms / 1000 + ANSWER_MARGIN if statement_timeout_ms else None,
-            "resting_until": 0.0,
+            "_silent_in": 0,
+            "_watch_lock": threading.Lock(),
         },
     )
 
     @event.listens_for(engine, "do_connect")
     def _connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
-        if time.monotonic() < bounded.resting_until:
-            raise DatabaseDidNotAnswer("the database did not answer a moment ago; not asking again yet")
+        bounded.refuse_while_silent()
+        bounded._connect_arguments = (cargs, cparams)
         try:
             return bounded.connect(*cargs, **cparams)
         except psycopg_errors.ConnectionTimeout:
