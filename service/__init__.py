@@ -36,6 +36,8 @@ API_SETTINGS = {
     "OPENAPI_VERSION": "3.1.0",
     # The documents and the docs page are served by ``service.api.docs``.
     "OPENAPI_URL_PREFIX": None,
+    # No automatic OPTIONS: a method a path does not document is a 405 with ``Allow``.
+    "PROVIDE_AUTOMATIC_OPTIONS": False,
 }
 
 

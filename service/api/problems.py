@@ -48,6 +48,19 @@ _HTTP_CODES = {
     429: "RATE_LIMITED",
     500: "INTERNAL_ERROR",
 }
+
+
+def stable_codes() -> list[str]:
+    """Every ``code`` a problem can carry: the service's errors' and the framework's."""
+    codes = {"INTERNAL_ERROR", "INVALID_QUERY_PARAMETER", "VALIDATION_FAILED", *_HTTP_CODES.values()}
+    pending: list[type[ServiceError]] = [ServiceError]
+    while pending:
+        error = pending.pop()
+        codes.add(error.code)
+        pending.extend(error.__subclasses__())
+    return sorted(codes)
+
+
 _HTTP_DETAILS = {
     404: "No resource exists at this URL.",
     405: "This URL does not support this method; see the Allow header.",
