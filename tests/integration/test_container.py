@@ -1,15 +1,24 @@
-"""The container's pieces, checked without a Docker engine: the Dockerfile
-passes hadolint and says what it must, and the entry point, run as it is
-against a PostgreSQL that starts late, waits, migrates and serves."""
+"""The container: the image built from the Dockerfile and run for real, without
+a Docker engine (buildah, on a base made from Debian's packages), against the
+test PostgreSQL; and its pieces on their own: the Dockerfile passes hadolint
+and says what it must, and the entry point, run as it is against a PostgreSQL
+that starts late, waits, migrates and serves."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -247,3 +256,338 @@ def waiting_for_lock(connection: psycopg.Connection[Any]) -> int:
         (MIGRATION_LOCK_ID,),
     ).fetchone()
     return int(row[0]) if row else 0
+
+
+# --- the image, built and run ---------------------------------------------------------------------
+#
+# No Docker engine runs here: buildah builds the Dockerfile (vfs storage, chroot
+# isolation) and runs the image on the host's network. python:3.11-slim-bookworm
+# cannot be pulled either, so the Dockerfile's PYTHON_IMAGE is a base made by
+# debootstrap from Debian's packages, cached for the day (docs/operations.md).
+
+DEBIAN_SUITE = "bookworm"
+BASE_PACKAGES = "python3,python3-venv,python-is-python3,ca-certificates"
+# The machine's CA bundle, copied into the base: pip in the build trusts what this machine trusts.
+BUILD_CA_BUNDLE = "/etc/ssl/certs/build-host-ca.crt"
+BASE_IMAGE = "localhost/user-sessions-base:test"
+IMAGE = "localhost/user-sessions:test"
+IMAGE_UID = 10001
+CONTAINER_SECRET_KEY = "container-test-secret-key-0123456789abcdef"
+CONTAINER_KEY = "container-test-api-key-0123456789abcdef"
+
+
+def require(condition: bool, missing: str) -> None:
+    """Skip when this machine lacks something the test needs; fail instead under
+    USER_SESSIONS_REQUIRE_ALL=1 (CI), where nothing may be missing."""
+    if condition:
+        return
+    if os.environ.get("USER_SESSIONS_REQUIRE_ALL") == "1":
+        pytest.fail(f"{missing} (USER_SESSIONS_REQUIRE_ALL=1: no skipping)")
+    pytest.skip(missing)
+
+
+def cache_dir() -> Path:
+    """``USER_SESSIONS_CACHE_DIR``, else ``$XDG_CACHE_HOME/user-sessions`` (``~/.cache/user-sessions``)."""
+    if os.environ.get("USER_SESSIONS_CACHE_DIR"):
+        return Path(os.environ["USER_SESSIONS_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "user-sessions"
+
+
+def host_ca_bundle() -> Path:
+    for candidate in (
+        os.environ.get("PIP_CERT"),
+        os.environ.get("SSL_CERT_FILE"),
+        "/etc/ssl/certs/ca-certificates.crt",
+    ):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    pytest.fail("no CA bundle for pip in the build: set PIP_CERT to this machine's")
+
+
+def debian_base_tarball() -> Path:
+    """Today's debootstrapped root file system as a tar: made once a day (under a
+    lock, so parallel runs make it once), yesterday's removed."""
+    directory = cache_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    tarball = directory / f"container-base-{DEBIAN_SUITE}-{datetime.now(UTC):%Y-%m-%d}.tar"
+    with (directory / "container-base.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if tarball.exists():
+            return tarball
+        with tempfile.TemporaryDirectory(dir=directory, prefix="debootstrap-") as work:
+            rootfs = Path(work) / "rootfs"
+            result = subprocess.run(
+                ["debootstrap", "--variant=minbase", f"--include={BASE_PACKAGES}", DEBIAN_SUITE, str(rootfs)],
+                capture_output=True,
+                text=True,
+                timeout=900,
+                check=False,
+            )
+            assert result.returncode == 0, f"debootstrap failed:\n{(result.stdout + result.stderr)[-3000:]}"
+            # What no image needs, as Debian's slim images leave out: downloaded packages and package lists.
+            for leftover in [*rootfs.glob("var/cache/apt/archives/*.deb"), *rootfs.glob("var/lib/apt/lists/*_*")]:
+                leftover.unlink()
+            partial = Path(work) / "base.tar"
+            subprocess.run(["tar", "-C", str(rootfs), "-cf", str(partial), "."], check=True, timeout=300)
+            partial.replace(tarball)
+        for stale in directory.glob("container-base-*.tar"):
+            if stale != tarball:
+                stale.unlink()
+    return tarball
+
+
+@dataclass
+class Buildah:
+    """buildah on storage of its own, in a temporary folder removed at the end."""
+
+    storage: Path
+
+    def command(self, *args: str) -> list[str]:
+        root, run = str(self.storage / "root"), str(self.storage / "run")
+        return ["buildah", "--root", root, "--runroot", run, "--storage-driver", "vfs", *args]
+
+    def __call__(self, *args: str, timeout: float = 120) -> str:
+        result = subprocess.run(self.command(*args), capture_output=True, text=True, timeout=timeout, check=False)
+        assert result.returncode == 0, f"buildah {' '.join(args)}:\n{(result.stdout + result.stderr)[-4000:]}"
+        return result.stdout.strip()
+
+    def run_command(self, container: str, command: list[str], environ: dict[str, str] | None = None) -> list[str]:
+        """``buildah run`` on the host's network (podman run is refused here: crun cannot set rlimits)."""
+        settings = [option for name, value in (environ or {}).items() for option in ("--env", f"{name}={value}")]
+        return self.command("run", "--isolation", "chroot", "--network", "host", *settings, container, "--", *command)
+
+
+@dataclass
+class BuiltImage:
+    buildah: Buildah
+    config: dict[str, Any]  # the image's OCI config: User, Env, Entrypoint, Cmd
+    healthcheck: dict[str, Any]  # Docker's HEALTHCHECK (kept with --format docker)
+
+    def container(self) -> str:
+        return self.buildah("from", IMAGE)
+
+    def start_command(self) -> list[str]:
+        """What a container engine starts: the entry point with the command."""
+        return [*self.config["Entrypoint"], *self.config["Cmd"]]
+
+
+@pytest.fixture(scope="module")
+def image() -> Iterator[BuiltImage]:
+    """The Dockerfile built with buildah on a Debian base; about a minute (see docs/operations.md)."""
+    missing = [name for name in ("buildah", "debootstrap") if shutil.which(name) is None]
+    require(
+        not missing,
+        f"{' and '.join(missing)} not installed: the image test builds with them (as root: apt-get install buildah"
+        " debootstrap)",
+    )
+    require(os.geteuid() == 0, "not root: the image test needs root for debootstrap and buildah (CI runs as root)")
+    buildah = Buildah(Path(tempfile.mkdtemp(prefix="user-sessions-buildah-")))
+    try:
+        started = time.monotonic()
+        tarball = debian_base_tarball()
+        base_seconds = time.monotonic() - started
+        base = buildah("from", "scratch")
+        buildah("add", base, str(tarball), "/")
+        buildah("copy", base, str(host_ca_bundle()), BUILD_CA_BUNDLE)
+        buildah("config", "--env", f"PIP_CERT={BUILD_CA_BUNDLE}", base)
+        buildah("commit", "--quiet", base, BASE_IMAGE)
+        buildah("rm", base)
+        started = time.monotonic()
+        buildah(
+            "build",
+            "--isolation",
+            "chroot",
+            "--format",
+            "docker",
+            "--build-arg",
+            f"PYTHON_IMAGE={BASE_IMAGE}",
+            "--tag",
+            IMAGE,
+            "--file",
+            str(DOCKERFILE),
+            str(PROJECT_ROOT),
+            timeout=900,
+        )
+        print(f"image: base ready in {base_seconds:.1f} s, built in {time.monotonic() - started:.1f} s")
+        inspected = json.loads(buildah("inspect", "--type", "image", IMAGE))
+        yield BuiltImage(buildah, inspected["OCIv1"]["config"], inspected["Docker"]["config"].get("Healthcheck") or {})
+    finally:
+        subprocess.run(buildah.command("rm", "--all"), capture_output=True, timeout=120, check=False)
+        remove_storage(buildah.storage)
+
+
+def remove_storage(storage: Path) -> None:
+    """Remove buildah's folder, unless something is still mounted in it (then removing could reach the host)."""
+    with open("/proc/self/mounts") as mounts:
+        if any(line.split()[1].startswith(str(storage)) for line in mounts):
+            pytest.fail(f"{storage} still has mounts: left in place")
+    shutil.rmtree(storage, ignore_errors=True)
+
+
+def processes_below(pid: int) -> list[int]:
+    """Every descendant of ``pid``, parents before children."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found, queue = [], [pid]
+    while queue:
+        for child in sorted(children.get(queue.pop(0), [])):
+            found.append(child)
+            queue.append(child)
+    return found
+
+
+def process_uid(pid: int) -> int | None:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    return int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
+
+
+def process_arguments(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text().rstrip("\0").split("\0")
+    except OSError:
+        return []
+
+
+def container_processes(buildah_pid: int) -> list[int]:
+    """The container's processes: everything below the runtime that ``buildah run`` starts as root.
+    The first is the container's main process (PID 1 under an engine)."""
+    below = processes_below(buildah_pid)
+    runtime = [pid for pid in below if process_arguments(pid)[:1] == ["buildah-chroot-exec"]]
+    if not runtime:
+        return []
+    return processes_below(runtime[0])
+
+
+def drop_postgres_database(database_url: str) -> None:
+    url = make_url(database_url)
+    admin = url.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
+
+
+def test_the_image_starts_its_entry_point_as_a_non_root_user_and_has_a_healthcheck(image: BuiltImage) -> None:
+    assert image.config["User"] == f"{IMAGE_UID}:{IMAGE_UID}"
+    assert image.start_command() == ["entrypoint", "gunicorn", "wsgi:app"]
+    assert "ENV=production" in image.config["Env"]
+    assert image.healthcheck["Test"][0] == "CMD"
+    assert "/healthz" in " ".join(image.healthcheck["Test"])
+    container = image.container()
+    assert image.buildah(*image.buildah.run_command(container, ["id", "-u"])[1:]) == str(IMAGE_UID)
+
+
+@pytest.mark.slow
+def test_the_container_migrates_serves_with_an_api_key_and_stops_cleanly_on_sigterm(
+    image: BuiltImage, tmp_path: Path
+) -> None:
+    require(bool(POSTGRES_URL), "TEST_DATABASE_URL is not set: the container runs against PostgreSQL")
+    database_url = fresh_postgres_database("container_image")
+    plain_url = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    environ = {
+        "ENV": "production",
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": CONTAINER_SECRET_KEY,
+        "API_KEYS": CONTAINER_KEY,
+        # The host's network: listen on loopback only, not on every address of the machine.
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "GUNICORN_WORKERS": "2",
+    }
+    container = image.container()
+    log_path = tmp_path / "container.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            image.buildah.run_command(container, image.start_command(), environ), stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert process.poll() is None, log_path.read_text()
+            try:
+                ready = requests.get(f"{base}/readyz", timeout=2)
+                if ready.status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.2)
+        assert ready.json()["database"] == "ok"
+        assert head_revision(plain_url) == script_head()
+
+        key = {"Authorization": f"Bearer {CONTAINER_KEY}"}
+        assert requests.post(f"{base}/user-sessions", json={}, timeout=5).status_code == 401
+        created = requests.post(f"{base}/user-sessions", json={"name": "in a container"}, headers=key, timeout=5)
+        assert created.status_code == 201, created.text
+        uuid = created.json()["uuid"]
+        read = requests.get(f"{base}/user-sessions/{uuid}", headers={"X-API-Key": CONTAINER_KEY}, timeout=5)
+        assert read.status_code == 200
+        assert read.json()["name"] == "in a container"
+
+        # The image's HEALTHCHECK command, run in the container while it serves, passes.
+        health = subprocess.run(
+            image.buildah.run_command(container, image.healthcheck["Test"][1:], {"PORT": str(port)}),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert health.returncode == 0, health.stdout + health.stderr
+
+        processes = container_processes(process.pid)
+        assert processes, "no container process found under buildah run"
+        main = processes[0]
+        # The entry point exec'd gunicorn: the main process is gunicorn's master, and a signal reaches it.
+        assert any(argument.endswith("gunicorn") for argument in process_arguments(main)), process_arguments(main)
+        assert len(processes) >= 3  # the master and its two workers
+        assert {process_uid(pid) for pid in processes} == {IMAGE_UID}
+
+        # What `docker stop` does: SIGTERM to the main process (buildah run does not forward signals).
+        os.kill(main, signal.SIGTERM)
+        try:
+            assert process.wait(timeout=45) == 0, log_path.read_text()
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the container did not stop on SIGTERM:\n{log_path.read_text()}")
+        output = log_path.read_text()
+        assert "Handling signal: term" in output
+        assert "Shutting down: Master" in output
+        assert "Traceback" not in output
+        assert not [pid for pid in processes if process_uid(pid) is not None], "processes outlived the container"
+    finally:
+        if process.poll() is None:
+            for pid in reversed(container_processes(process.pid)):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            process.kill()
+            process.wait()
+        drop_postgres_database(database_url)
+
+
+def test_the_container_migrates_without_api_keys_but_refuses_to_serve_without_them(image: BuiltImage) -> None:
+    environ = {
+        "DATABASE_URL": "sqlite:////app/instance/refused.sqlite3",
+        "SECRET_KEY": CONTAINER_SECRET_KEY,
+        "HOST": "127.0.0.1",
+        "PORT": str(free_port()),
+    }
+    result = subprocess.run(
+        image.buildah.run_command(image.container(), image.start_command(), environ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "Running upgrade" in output
+    assert "ENV=production refuses to start without API_KEYS; set them and start again" in output
+    assert "Listening at" not in output
