@@ -25,6 +25,7 @@ from typing import Any
 import psycopg
 import pytest
 import requests
+import yaml
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from flask import Flask
@@ -591,3 +592,83 @@ def test_the_container_migrates_without_api_keys_but_refuses_to_serve_without_th
     assert "Running upgrade" in output
     assert "ENV=production refuses to start without API_KEYS; set them and start again" in output
     assert "Listening at" not in output
+
+
+# --- compose.yaml -----------------------------------------------------------------------------------
+# No engine here runs it (podman run is refused); it is read as podman-compose reads it and checked
+# against the compose specification's schema.
+
+COMPOSE = PROJECT_ROOT / "compose.yaml"
+COMPOSE_VARIABLES = ("SECRET_KEY", "API_KEYS", "PORT", "POSTGRES_PASSWORD", "PYTHON_IMAGE", "GUNICORN_WORKERS")
+
+
+def compose_config(**settings: str) -> subprocess.CompletedProcess[str]:
+    environ = {name: value for name, value in service_environ().items() if name not in COMPOSE_VARIABLES}
+    environ.update(settings)
+    return subprocess.run(
+        [tool("podman-compose"), "--file", str(COMPOSE), "config"],
+        cwd=PROJECT_ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def require_podman() -> None:
+    require(
+        shutil.which("podman") is not None,
+        "podman is not installed: podman-compose config needs it (as root: apt-get install podman)",
+    )
+
+
+def test_the_compose_file_follows_the_compose_specification() -> None:
+    result = subprocess.run(
+        [tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(COMPOSE)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_migrates_once_then_starts_the_service_when_its_dependencies_are_healthy() -> None:
+    require_podman()
+    result = compose_config(SECRET_KEY=CONTAINER_SECRET_KEY, API_KEYS=CONTAINER_KEY)
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    assert set(services) == {"postgres", "redis", "migrate", "service"}
+    migrate, service = services["migrate"], services["service"]
+    assert migrate["image"] == service["image"]
+    assert migrate["entrypoint"] == ["flask", "--app", "wsgi", "db", "upgrade"]
+    assert migrate["restart"] == "no"
+    assert migrate["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    # The migration serves nothing: it has no API keys (and needs none).
+    assert "API_KEYS" not in migrate["environment"]
+    assert service["depends_on"] == {
+        "migrate": {"condition": "service_completed_successfully"},
+        "postgres": {"condition": "service_healthy"},
+        "redis": {"condition": "service_healthy"},
+    }
+    environment = service["environment"]
+    assert environment["ENV"] == "production"
+    assert environment["API_KEYS"] == CONTAINER_KEY
+    assert environment["SECRET_KEY"] == CONTAINER_SECRET_KEY
+    assert environment["MIGRATE_ON_START"] == "false"
+    assert environment["DATABASE_URL"] == migrate["environment"]["DATABASE_URL"]
+    assert environment["REDIS_URL"].startswith("redis://redis:")
+    assert "/readyz" in " ".join(service["healthcheck"]["test"])
+    assert service["ports"] == ["127.0.0.1:8000:8000"]
+    assert all(services[name]["healthcheck"]["test"] for name in ("postgres", "redis"))
+
+
+@pytest.mark.parametrize("absent", ["SECRET_KEY", "API_KEYS"])
+def test_compose_refuses_to_start_without_the_secrets(absent: str) -> None:
+    require_podman()
+    settings = {"SECRET_KEY": CONTAINER_SECRET_KEY, "API_KEYS": CONTAINER_KEY}
+    del settings[absent]
+    result = compose_config(**settings)
+    assert result.returncode != 0
+    assert f"required variable {absent} is missing a value" in result.stderr
