@@ -277,6 +277,11 @@ CONTAINER_SECRET_KEY = "container-test-secret-key-0123456789abcdef"
 CONTAINER_KEY = "container-test-api-key-0123456789abcdef"
 
 
+def system_tool(name: str) -> str | None:
+    """Where ``name`` is installed, on PATH or in the system folders (debootstrap lives in /usr/sbin)."""
+    return shutil.which(name, path=f"{os.environ.get('PATH', '')}{os.pathsep}/usr/sbin{os.pathsep}/sbin")
+
+
 def require(condition: bool, missing: str) -> None:
     """Skip when this machine lacks something the test needs; fail instead under
     USER_SESSIONS_REQUIRE_ALL=1 (CI), where nothing may be missing."""
@@ -318,7 +323,13 @@ def debian_base_tarball() -> Path:
         with tempfile.TemporaryDirectory(dir=directory, prefix="debootstrap-") as work:
             rootfs = Path(work) / "rootfs"
             result = subprocess.run(
-                ["debootstrap", "--variant=minbase", f"--include={BASE_PACKAGES}", DEBIAN_SUITE, str(rootfs)],
+                [
+                    str(system_tool("debootstrap")),
+                    "--variant=minbase",
+                    f"--include={BASE_PACKAGES}",
+                    DEBIAN_SUITE,
+                    str(rootfs),
+                ],
                 capture_output=True,
                 text=True,
                 timeout=900,
@@ -345,7 +356,7 @@ class Buildah:
 
     def command(self, *args: str) -> list[str]:
         root, run = str(self.storage / "root"), str(self.storage / "run")
-        return ["buildah", "--root", root, "--runroot", run, "--storage-driver", "vfs", *args]
+        return [str(system_tool("buildah")), "--root", root, "--runroot", run, "--storage-driver", "vfs", *args]
 
     def __call__(self, *args: str, timeout: float = 120) -> str:
         result = subprocess.run(self.command(*args), capture_output=True, text=True, timeout=timeout, check=False)
@@ -375,11 +386,11 @@ class BuiltImage:
 @pytest.fixture(scope="module")
 def image() -> Iterator[BuiltImage]:
     """The Dockerfile built with buildah on a Debian base; about a minute (see docs/operations.md)."""
-    missing = [name for name in ("buildah", "debootstrap") if shutil.which(name) is None]
+    missing = [name for name in ("buildah", "debootstrap") if system_tool(name) is None]
     require(
         not missing,
-        f"{' and '.join(missing)} not installed: the image test builds with them (as root: apt-get install buildah"
-        " debootstrap)",
+        f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed: the image is built and run"
+        " with buildah on a debootstrapped base (as root: apt-get install buildah debootstrap)",
     )
     require(os.geteuid() == 0, "not root: the image test needs root for debootstrap and buildah (CI runs as root)")
     buildah = Buildah(Path(tempfile.mkdtemp(prefix="user-sessions-buildah-")))
@@ -618,7 +629,7 @@ def compose_config(**settings: str) -> subprocess.CompletedProcess[str]:
 
 def require_podman() -> None:
     require(
-        shutil.which("podman") is not None,
+        system_tool("podman") is not None,
         "podman is not installed: podman-compose config needs it (as root: apt-get install podman)",
     )
 
