@@ -374,9 +374,8 @@ class BuiltImage:
     buildah: Buildah
     config: dict[str, Any]  # the image's OCI config: User, Env, Entrypoint, Cmd
     healthcheck: dict[str, Any]  # Docker's HEALTHCHECK (kept with --format docker)
-
-    def container(self) -> str:
-        return self.buildah("from", IMAGE)
+    # One working container of the image for every test: with vfs, each is a whole copy of the image.
+    container: str
 
     def start_command(self) -> list[str]:
         """What a container engine starts: the entry point with the command."""
@@ -422,7 +421,12 @@ def image() -> Iterator[BuiltImage]:
         )
         print(f"image: base ready in {base_seconds:.1f} s, built in {time.monotonic() - started:.1f} s")
         inspected = json.loads(buildah("inspect", "--type", "image", IMAGE))
-        yield BuiltImage(buildah, inspected["OCIv1"]["config"], inspected["Docker"]["config"].get("Healthcheck") or {})
+        yield BuiltImage(
+            buildah,
+            inspected["OCIv1"]["config"],
+            inspected["Docker"]["config"].get("Healthcheck") or {},
+            buildah("from", IMAGE),
+        )
     finally:
         subprocess.run(buildah.command("rm", "--all"), capture_output=True, timeout=120, check=False)
         remove_storage(buildah.storage)
@@ -492,7 +496,7 @@ def test_the_image_starts_its_entry_point_as_a_non_root_user_and_has_a_healthche
     assert "ENV=production" in image.config["Env"]
     assert image.healthcheck["Test"][0] == "CMD"
     assert "/healthz" in " ".join(image.healthcheck["Test"])
-    container = image.container()
+    container = image.container
     assert image.buildah(*image.buildah.run_command(container, ["id", "-u"])[1:]) == str(IMAGE_UID)
 
 
@@ -515,7 +519,7 @@ def test_the_container_migrates_serves_with_an_api_key_and_stops_cleanly_on_sigt
         "PORT": str(port),
         "GUNICORN_WORKERS": "2",
     }
-    container = image.container()
+    container = image.container
     log_path = tmp_path / "container.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -592,7 +596,7 @@ def test_the_container_migrates_without_api_keys_but_refuses_to_serve_without_th
         "PORT": str(free_port()),
     }
     result = subprocess.run(
-        image.buildah.run_command(image.container(), image.start_command(), environ),
+        image.buildah.run_command(image.container, image.start_command(), environ),
         capture_output=True,
         text=True,
         timeout=120,
