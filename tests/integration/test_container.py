@@ -268,11 +268,13 @@ def waiting_for_lock(connection: psycopg.Connection[Any]) -> int:
 
 DEBIAN_SUITE = "bookworm"
 BASE_PACKAGES = "python3,python3-venv,python-is-python3,ca-certificates"
+BASE_FORMAT = "v2"  # part of the cached base's name: change it when strip_base() or the packages change
 # The machine's CA bundle, copied into the base: pip in the build trusts what this machine trusts.
 BUILD_CA_BUNDLE = "/etc/ssl/certs/build-host-ca.crt"
 BASE_IMAGE = "localhost/user-sessions-base:test"
 IMAGE = "localhost/user-sessions:test"
 IMAGE_UID = 10001
+CONTAINER_OUTPUT = "/test-output"  # a folder of the test's, mounted in the container
 CONTAINER_SECRET_KEY = "container-test-secret-key-0123456789abcdef"
 CONTAINER_KEY = "container-test-api-key-0123456789abcdef"
 
@@ -310,12 +312,26 @@ def host_ca_bundle() -> Path:
     pytest.fail("no CA bundle for pip in the build: set PIP_CERT to this machine's")
 
 
+def strip_base(rootfs: Path) -> None:
+    """Leave out what no image needs, as Debian's slim images do: downloaded packages,
+    package lists, manual pages and translations. A quarter fewer files for buildah's
+    vfs storage to copy into every layer and container, and to remove at the end."""
+    patterns = ("var/cache/apt/archives/*.deb", "var/lib/apt/lists/*_*", "usr/share/man/*", "usr/share/info/*")
+    for leftover in [path for pattern in patterns for path in rootfs.glob(pattern)]:
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover)
+        else:
+            leftover.unlink()
+    for translations in rootfs.glob("usr/share/locale/*/"):
+        shutil.rmtree(translations)
+
+
 def debian_base_tarball() -> Path:
     """Today's debootstrapped root file system as a tar: made once a day (under a
     lock, so parallel runs make it once), yesterday's removed."""
     directory = cache_dir()
     directory.mkdir(parents=True, exist_ok=True)
-    tarball = directory / f"container-base-{DEBIAN_SUITE}-{datetime.now(UTC):%Y-%m-%d}.tar"
+    tarball = directory / f"container-base-{DEBIAN_SUITE}-{BASE_FORMAT}-{datetime.now(UTC):%Y-%m-%d}.tar"
     with (directory / "container-base.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if tarball.exists():
@@ -336,9 +352,7 @@ def debian_base_tarball() -> Path:
                 check=False,
             )
             assert result.returncode == 0, f"debootstrap failed:\n{(result.stdout + result.stderr)[-3000:]}"
-            # What no image needs, as Debian's slim images leave out: downloaded packages and package lists.
-            for leftover in [*rootfs.glob("var/cache/apt/archives/*.deb"), *rootfs.glob("var/lib/apt/lists/*_*")]:
-                leftover.unlink()
+            strip_base(rootfs)
             partial = Path(work) / "base.tar"
             subprocess.run(["tar", "-C", str(rootfs), "-cf", str(partial), "."], check=True, timeout=300)
             partial.replace(tarball)
@@ -363,10 +377,33 @@ class Buildah:
         assert result.returncode == 0, f"buildah {' '.join(args)}:\n{(result.stdout + result.stderr)[-4000:]}"
         return result.stdout.strip()
 
-    def run_command(self, container: str, command: list[str], environ: dict[str, str] | None = None) -> list[str]:
-        """``buildah run`` on the host's network (podman run is refused here: crun cannot set rlimits)."""
+    def run_command(
+        self, container: str, command: list[str], output: Path, environ: dict[str, str] | None = None
+    ) -> list[str]:
+        """``buildah run`` on the host's network (podman run is refused here: crun cannot set rlimits),
+        the command's stdout and stderr going to ``output/container.log``.
+
+        Not through buildah: with chroot isolation it now and then drops what a
+        process writes just before it exits (seen here: 3 runs of ``id -u`` in 30
+        printed nothing). ``sh`` redirects, then execs the command in its place.
+        """
+        output.mkdir(mode=0o777, exist_ok=True)
+        output.chmod(0o777)  # the container's user writes there
         settings = [option for name, value in (environ or {}).items() for option in ("--env", f"{name}={value}")]
-        return self.command("run", "--isolation", "chroot", "--network", "host", *settings, container, "--", *command)
+        redirected = ["sh", "-c", f'exec "$@" >{CONTAINER_OUTPUT}/container.log 2>&1', "sh", *command]
+        return self.command(
+            "run",
+            "--isolation",
+            "chroot",
+            "--network",
+            "host",
+            "--volume",
+            f"{output}:{CONTAINER_OUTPUT}",
+            *settings,
+            container,
+            "--",
+            *redirected,
+        )
 
 
 @dataclass
@@ -483,6 +520,10 @@ def container_processes(buildah_pid: int) -> list[int]:
     return processes_below(runtime[0])
 
 
+def text_of(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
 def drop_postgres_database(database_url: str) -> None:
     url = make_url(database_url)
     admin = url.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
@@ -490,14 +531,18 @@ def drop_postgres_database(database_url: str) -> None:
         connection.execute(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
 
 
-def test_the_image_starts_its_entry_point_as_a_non_root_user_and_has_a_healthcheck(image: BuiltImage) -> None:
+def test_the_image_starts_its_entry_point_as_a_non_root_user_and_has_a_healthcheck(
+    image: BuiltImage, tmp_path: Path
+) -> None:
     assert image.config["User"] == f"{IMAGE_UID}:{IMAGE_UID}"
     assert image.start_command() == ["entrypoint", "gunicorn", "wsgi:app"]
     assert "ENV=production" in image.config["Env"]
     assert image.healthcheck["Test"][0] == "CMD"
     assert "/healthz" in " ".join(image.healthcheck["Test"])
     container = image.container
-    assert image.buildah(*image.buildah.run_command(container, ["id", "-u"])[1:]) == str(IMAGE_UID)
+    output = tmp_path / "id"
+    subprocess.run(image.buildah.run_command(container, ["id", "-u"], output), timeout=60, check=True)
+    assert (output / "container.log").read_text().strip() == str(IMAGE_UID)
 
 
 @pytest.mark.slow
@@ -520,22 +565,28 @@ def test_the_container_migrates_serves_with_an_api_key_and_stops_cleanly_on_sigt
         "GUNICORN_WORKERS": "2",
     }
     container = image.container
-    log_path = tmp_path / "container.log"
-    with log_path.open("wb") as log:
+    output, buildah_log = tmp_path / "serve", tmp_path / "buildah.log"
+
+    def logs() -> str:
+        return "\n".join(text_of(path) for path in (output / "container.log", buildah_log))
+
+    with buildah_log.open("wb") as log:
         process = subprocess.Popen(
-            image.buildah.run_command(container, image.start_command(), environ), stdout=log, stderr=subprocess.STDOUT
+            image.buildah.run_command(container, image.start_command(), output, environ),
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     try:
         deadline = time.monotonic() + 90
         while True:
-            assert process.poll() is None, log_path.read_text()
+            assert process.poll() is None, logs()
             try:
                 ready = requests.get(f"{base}/readyz", timeout=2)
                 if ready.status_code == 200:
                     break
             except requests.RequestException:
                 pass
-            assert time.monotonic() < deadline, log_path.read_text()
+            assert time.monotonic() < deadline, logs()
             time.sleep(0.2)
         assert ready.json()["database"] == "ok"
         assert head_revision(plain_url) == script_head()
@@ -551,13 +602,15 @@ def test_the_container_migrates_serves_with_an_api_key_and_stops_cleanly_on_sigt
 
         # The image's HEALTHCHECK command, run in the container while it serves, passes.
         health = subprocess.run(
-            image.buildah.run_command(container, image.healthcheck["Test"][1:], {"PORT": str(port)}),
+            image.buildah.run_command(
+                container, image.healthcheck["Test"][1:], tmp_path / "health", {"PORT": str(port)}
+            ),
             capture_output=True,
             text=True,
             timeout=60,
             check=False,
         )
-        assert health.returncode == 0, health.stdout + health.stderr
+        assert health.returncode == 0, health.stdout + health.stderr + text_of(tmp_path / "health/container.log")
 
         processes = container_processes(process.pid)
         assert processes, "no container process found under buildah run"
@@ -570,13 +623,13 @@ def test_the_container_migrates_serves_with_an_api_key_and_stops_cleanly_on_sigt
         # What `docker stop` does: SIGTERM to the main process (buildah run does not forward signals).
         os.kill(main, signal.SIGTERM)
         try:
-            assert process.wait(timeout=45) == 0, log_path.read_text()
+            assert process.wait(timeout=45) == 0, logs()
         except subprocess.TimeoutExpired:
-            pytest.fail(f"the container did not stop on SIGTERM:\n{log_path.read_text()}")
-        output = log_path.read_text()
-        assert "Handling signal: term" in output
-        assert "Shutting down: Master" in output
-        assert "Traceback" not in output
+            pytest.fail(f"the container did not stop on SIGTERM:\n{logs()}")
+        served = text_of(output / "container.log")
+        assert "Handling signal: term" in served
+        assert "Shutting down: Master" in served
+        assert "Traceback" not in served
         assert not [pid for pid in processes if process_uid(pid) is not None], "processes outlived the container"
     finally:
         if process.poll() is None:
@@ -588,7 +641,9 @@ def test_the_container_migrates_serves_with_an_api_key_and_stops_cleanly_on_sigt
         drop_postgres_database(database_url)
 
 
-def test_the_container_migrates_without_api_keys_but_refuses_to_serve_without_them(image: BuiltImage) -> None:
+def test_the_container_migrates_without_api_keys_but_refuses_to_serve_without_them(
+    image: BuiltImage, tmp_path: Path
+) -> None:
     environ = {
         "DATABASE_URL": "sqlite:////app/instance/refused.sqlite3",
         "SECRET_KEY": CONTAINER_SECRET_KEY,
@@ -596,14 +651,14 @@ def test_the_container_migrates_without_api_keys_but_refuses_to_serve_without_th
         "PORT": str(free_port()),
     }
     result = subprocess.run(
-        image.buildah.run_command(image.container, image.start_command(), environ),
+        image.buildah.run_command(image.container, image.start_command(), tmp_path, environ),
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
-    output = result.stdout + result.stderr
-    assert result.returncode != 0
+    output = text_of(tmp_path / "container.log")
+    assert result.returncode != 0, output + result.stdout + result.stderr
     assert "Running upgrade" in output
     assert "ENV=production refuses to start without API_KEYS; set them and start again" in output
     assert "Listening at" not in output
