@@ -10,6 +10,9 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
 DEVELOPMENT_SECRET_KEY = "development-only-secret-key-do-not-use-in-production"  # noqa: S105
 
 log = logging.getLogger(__name__)
@@ -37,6 +40,22 @@ def normalise_database_url(url: str) -> str:
     for prefix in ("postgres://", "postgresql://"):
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _database_url(environ: Mapping[str, str]) -> str | None:
+    """``DATABASE_URL``, normalised; refused (without echoing it: it may hold a
+    password) when SQLAlchemy cannot read it or has no driver for it."""
+    raw = environ.get("DATABASE_URL") or None
+    if raw is None:
+        return None
+    url = normalise_database_url(raw.strip())
+    try:
+        make_url(url).get_dialect()
+    except (ArgumentError, NoSuchModuleError, ValueError):
+        raise ConfigurationError(
+            "DATABASE_URL is not a database URL SQLAlchemy can use (e.g. postgresql://user:password@host:5432/name)"
+        ) from None
     return url
 
 
@@ -73,15 +92,20 @@ def _check_rate_limit(value: str) -> None:
         raise ConfigurationError(f"RATE_LIMIT must look like 100/second or 1000/minute;20/second, got {value!r}")
 
 
-def load_config(environ: Mapping[str, str]) -> dict[str, Any]:
-    """Build the Flask config from ``environ``; refuse unsafe production setups."""
+def load_config(environ: Mapping[str, str], *, serving: bool = True) -> dict[str, Any]:
+    """Build the Flask config from ``environ``; refuse unsafe production setups.
+
+    ``serving=False`` is for commands that answer no HTTP request (``flask db
+    upgrade``, the purge): they need no ``API_KEYS``, which only guard the API.
+    """
     env = environ.get("ENV", "development").strip() or "development"
     production = env == "production"
     secret_key = environ.get("SECRET_KEY") or None
     api_keys = parse_api_keys(environ.get("API_KEYS"))
 
     if production:
-        missing = [name for name, value in (("API_KEYS", api_keys), ("SECRET_KEY", secret_key)) if not value]
+        required = (("API_KEYS", api_keys), ("SECRET_KEY", secret_key)) if serving else (("SECRET_KEY", secret_key),)
+        missing = [name for name, value in required if not value]
         if missing:
             raise ConfigurationError(
                 "ENV=production refuses to start without " + " and ".join(missing) + "; set them and start again"
@@ -91,13 +115,13 @@ def load_config(environ: Mapping[str, str]) -> dict[str, Any]:
     if rate_limit is not None:
         _check_rate_limit(rate_limit)
 
-    database_url = environ.get("DATABASE_URL") or None
+    database_url = _database_url(environ)
     return {
         "ENV": env,
         "SECRET_KEY": secret_key or DEVELOPMENT_SECRET_KEY,
         "SECRET_KEY_IS_DEFAULT": secret_key is None,
         # None means "a SQLite file in the instance folder", resolved by the factory.
-        "SQLALCHEMY_DATABASE_URI": normalise_database_url(database_url) if database_url else None,
+        "SQLALCHEMY_DATABASE_URI": database_url,
         "DB_STATEMENT_TIMEOUT_MS": _int(environ, "DB_STATEMENT_TIMEOUT_MS", 5000, minimum=0),
         "DB_CONNECT_TIMEOUT": _int(environ, "DB_CONNECT_TIMEOUT", 3, minimum=1),
         "DB_POOL_SIZE": _int(environ, "DB_POOL_SIZE", 5, minimum=1),
