@@ -15,6 +15,9 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 DEVELOPMENT_SECRET_KEY = "development-only-secret-key-do-not-use-in-production"  # noqa: S105
 
+ENVIRONMENTS = ("development", "production")
+PRODUCTION_SECRET_KEY_MIN_LENGTH = 32
+
 log = logging.getLogger(__name__)
 
 
@@ -60,16 +63,21 @@ def _database_url(environ: Mapping[str, str]) -> str | None:
 
 
 def parse_api_keys(raw: str | None) -> dict[str, bool]:
-    """Map each configured key to whether it may write (``key:ro`` may only read)."""
+    """Map each configured key to whether it may write (``key:ro`` may only read).
+
+    A key listed twice with different rights is refused: which of the two was
+    meant cannot be guessed, and guessing read-only or read-write are both wrong.
+    """
     keys: dict[str, bool] = {}
     for item in (raw or "").split(","):
         item = item.strip()
         if not item:
             continue
-        if item.endswith(":ro"):
-            keys[item[: -len(":ro")]] = False
-        else:
-            keys[item] = True
+        key, can_write = (item[: -len(":ro")], False) if item.endswith(":ro") else (item, True)
+        if keys.get(key, can_write) != can_write:
+            # The key itself is never echoed: it is a secret.
+            raise ConfigurationError("API_KEYS lists a key twice, once with :ro and once without; list each key once")
+        keys[key] = can_write
     return keys
 
 
@@ -99,6 +107,8 @@ def load_config(environ: Mapping[str, str], *, serving: bool = True) -> dict[str
     upgrade``, the purge): they need no ``API_KEYS``, which only guard the API.
     """
     env = environ.get("ENV", "development").strip() or "development"
+    if env not in ENVIRONMENTS:
+        raise ConfigurationError(f"ENV must be {' or '.join(ENVIRONMENTS)}, got {env!r}")
     production = env == "production"
     secret_key = environ.get("SECRET_KEY") or None
     api_keys = parse_api_keys(environ.get("API_KEYS"))
@@ -109,6 +119,11 @@ def load_config(environ: Mapping[str, str], *, serving: bool = True) -> dict[str
         if missing:
             raise ConfigurationError(
                 "ENV=production refuses to start without " + " and ".join(missing) + "; set them and start again"
+            )
+        if secret_key is not None and len(secret_key.strip()) < PRODUCTION_SECRET_KEY_MIN_LENGTH:
+            raise ConfigurationError(
+                f"ENV=production needs a SECRET_KEY of at least {PRODUCTION_SECRET_KEY_MIN_LENGTH} characters "
+                "(e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(48))')"
             )
 
     rate_limit = (environ.get("RATE_LIMIT") or "").strip() or None
