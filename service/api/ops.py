@@ -24,6 +24,7 @@ READINESS_WITHIN = 1.0
 @blp.route("/healthz")
 class Health(MethodView):
     @blp.doc(operationId="getHealth")
+    @blp.documents_head("headHealth")
     @blp.response(200, HealthSchema)
     def get(self) -> Any:
         """The process is up (no I/O)."""
@@ -33,6 +34,7 @@ class Health(MethodView):
 @blp.route("/readyz")
 class Readiness(MethodView):
     @blp.doc(operationId="getReadiness")
+    @blp.documents_head("headReadiness")
     @blp.response(200, ReadinessSchema)
     @blp.alt_response(
         503,
@@ -58,6 +60,7 @@ class Readiness(MethodView):
 
 @blp.route("/metrics")
 class Metrics(MethodView):
+    @blp.documents_head("headMetrics")
     @blp.doc(
         operationId="getMetrics",
         responses={
