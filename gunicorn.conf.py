@@ -86,6 +86,7 @@ BODY_BUFFER_LIMIT = 128 * 1024
 # count only from these addresses, comma-separated IPs or networks: the proxies in front. None by
 # default, loopback included: a header a client sends never changes what the service sees.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "")
+
 # The app is created once, in the master, and every worker is forked from it:
 # the workers share its modules and objects instead of each building a copy
 # of its own, and a replaced worker starts at once. create_app() opens no
@@ -271,6 +272,9 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
         conn.sock.setblocking(False)
         if conn.parser is not None:
             conn.received[:0] = conn.parser.unreader.take_buffered()
+        if not conn.received:
+            conn.started = False
+            conn.deadline = time.monotonic() + self.cfg.keepalive
         self.receive(conn)
 
     def receive(self, conn: _BufferedConn) -> None:
