@@ -27,6 +27,7 @@ import shutil
 import socket
 import tempfile
 import time
+from concurrent import futures
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,8 @@ bind = os.environ.get("GUNICORN_BIND") or f"{os.environ.get('HOST', '127.0.0.1')
 # os.cpu_count(), not multiprocessing's: every worker is forked from this process
 # and would carry the multiprocessing package it never uses.
 workers = _int("GUNICORN_WORKERS", (os.cpu_count() or 1) * 2 + 1, "WEB_CONCURRENCY")
-# Threads per worker run requests that have arrived whole; waiting on clients takes none.
+# Threads per worker that run requests once they have arrived whole (waiting on clients takes none);
+# with one, the worker's main thread runs them.
 threads = _int("GUNICORN_THREADS", 1)
 # Connections one worker holds at once (waiting, kept alive or being served); past it, it stops accepting.
 worker_connections = _int("GUNICORN_WORKER_CONNECTIONS", 1000)
@@ -278,12 +280,13 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
         self.receive(conn)
 
     def receive(self, conn: _BufferedConn) -> None:
+        ended = False  # the client sent all it will (closed, or half-closed after its request)
         try:
             while len(conn.received) <= HEAD_LIMIT + BODY_BUFFER_LIMIT:
                 data = conn.sock.recv(_RECV_SIZE)
-                if not data:  # the client went away
-                    self.drop(conn)
-                    return
+                if not data:
+                    ended = True
+                    break
                 conn.received += data
                 if len(data) < _RECV_SIZE:
                     break
@@ -296,6 +299,9 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
             conn.started = True
             conn.deadline = time.monotonic() + REQUEST_TIMEOUT
         state = request_state(conn.received)
+        if ended and state in (WAIT, WAIT_FOR_CONTINUE):
+            self.drop(conn)  # gone before its request was whole
+            return
         if state in (WAIT, WAIT_FOR_CONTINUE):
             if state == WAIT_FOR_CONTINUE and not conn.continue_sent:
                 conn.continue_sent = True
@@ -310,7 +316,7 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
             error = LimitRequestHeaders(f"request head over {HEAD_LIMIT} bytes")
             with contextlib.suppress(OSError):  # gunicorn's own 431, as for its other header limits
                 self.handle_error(None, conn.sock, conn.client, error)
-            self.drop(conn)
+            self.drop(conn, graceful=True)
             return
         if state == CUT_SHORT:
             # The thread gets what has come and then the end of the stream, never a wait.
@@ -322,7 +328,15 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
         conn.parser.unreader.unread(bytes(conn.received))
         conn.received.clear()
         conn.data_ready = True
-        super().enqueue_req(conn)
+        if self.cfg.threads > 1:
+            super().enqueue_req(conn)
+            return
+        # One thread: the main thread runs the request itself, as a sync worker would, with no
+        # hand-over to a thread of its own (nor that thread's memory); the request has arrived, so
+        # nothing in it waits on the client. What follows it runs on the next turn of the loop.
+        done: futures.Future[bool] = futures.Future()
+        done.set_result(self.handle(conn))
+        self.method_queue.defer(self.finish_request, conn, done)
 
     def on_request_readable(self, conn: _BufferedConn, _sock: socket.socket) -> None:
         self.receive(conn)
@@ -333,10 +347,11 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
             del self.reading_conns[conn]
             self.poller.unregister(conn.sock)
 
-    def drop(self, conn: _BufferedConn) -> None:
+    def drop(self, conn: _BufferedConn, graceful: bool = False) -> None:
+        """Close a connection that is reading a request (``graceful``: after an answer)."""
         self.stop_reading(conn)
         self.nr_conns -= 1
-        gunicorn_util.close(conn.sock)
+        conn.close(graceful)
 
     def send_quietly(self, conn: _BufferedConn, data: bytes) -> None:
         with contextlib.suppress(OSError):
@@ -390,7 +405,8 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
         for conn in list(self.reading_conns):
             if conn.started and conn.deadline <= now and self.alive:
                 self.send_quietly(conn, _REQUEST_TIMEOUT_RESPONSE)
-            if conn.deadline <= now or not self.alive:
+                self.drop(conn, graceful=True)
+            elif conn.deadline <= now or not self.alive:
                 self.drop(conn)
         for sock, deadline in list(self.lingering.items()):
             if deadline <= now:
