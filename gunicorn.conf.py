@@ -9,10 +9,10 @@ samples in files under ``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics`` sums
 them. The folder is made (or emptied) before the first worker starts.
 
 Workers are ``BufferingThreadWorker`` (below): gunicorn's ``gthread`` worker,
-except that a request reaches a thread only once it has arrived whole. Slow
-or stalled clients (headers or a body trickling in, connections that send
-nothing, kept-alive connections left idle) wait in the worker's poller and
-hold no thread, so they cannot keep the service from anyone else.
+except that a request is run only once it has arrived whole. Slow or stalled
+clients (headers or a body trickling in, connections that send nothing,
+kept-alive connections left idle) wait in the worker's poller and hold no
+thread, so they cannot keep the service from anyone else.
 """
 
 from __future__ import annotations
@@ -127,9 +127,10 @@ if _metrics_dir_made_here:
 # thread it hands a connection to reads the request itself, blocking until the
 # last header line and body byte come in: a few clients trickling bytes take
 # every thread. This worker reads requests in its main loop, without blocking,
-# and hands a connection to a thread only once a request is whole (or is
-# already bound for a refusal), with the bytes in the parser's buffer.
-# Everything else (parsing, limits, keep-alive, the app) is gthread's own.
+# and runs a request only once it is whole (or is already bound for a
+# refusal), with its bytes in the parser's buffer: on a thread of the pool, or
+# with a single thread (the default) on the main thread itself. Everything
+# else (parsing, limits, keep-alive, the app) is gthread's own.
 # ---------------------------------------------------------------------------
 
 _RECV_SIZE = 64 * 1024
@@ -241,7 +242,7 @@ class _BufferedConn(TConn):  # type: ignore[misc]
 
 
 class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
-    """gunicorn's gthread worker; a request reaches a thread only once it has arrived whole."""
+    """gunicorn's gthread worker; a request is run only once it has arrived whole."""
 
     LINGER_SECONDS = 2.0
 
