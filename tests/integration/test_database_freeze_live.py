@@ -1,4 +1,4 @@
-"""Under a real gunicorn, with sync workers and with threads: a database that
+"""Under a real gunicorn, with sync workers, the configured ones and threads: a database that
 freezes (SIGSTOP, as a network partition looks) costs a request at most the
 statement timeout plus a second, then a 503 with Retry-After; ``/healthz``
 answers within a second throughout and ``/readyz`` turns 503 within two; the
@@ -37,8 +37,13 @@ SETTINGS = {
     "LOG_LEVEL": "WARNING",
 }
 # Two clients keep requests in flight, one more polls /healthz and /readyz in turn:
-# three sync workers, or one worker with threads.
-WORKER_KINDS = {"sync": {"workers": 3, "threads": 1}, "gthread": {"workers": 1, "threads": 4}}
+# three sync workers, three of the configured (buffering) workers with one thread
+# each, or one worker with four threads.
+WORKER_KINDS: dict[str, tuple[int, dict[str, str]]] = {
+    "sync": (3, {"GUNICORN_WORKER_CLASS": "sync"}),
+    "configured": (3, {}),
+    "threads": (1, {"GUNICORN_THREADS": "4"}),
+}
 
 
 @dataclass
@@ -67,12 +72,12 @@ def cluster() -> Iterator[PrivatePostgres]:
 def server(
     request: pytest.FixtureRequest, cluster: PrivatePostgres, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
-    kind = WORKER_KINDS[request.param]
+    workers, environ = WORKER_KINDS[request.param]
     server = start_gunicorn(
         cluster.url,
         tmp_path_factory.mktemp(f"freeze-{request.param}") / "gunicorn.log",
-        workers=kind["workers"],
-        environ={**SETTINGS, "GUNICORN_THREADS": str(kind["threads"])},
+        workers=workers,
+        environ={**SETTINGS, **environ},
     )
     yield server
     server.stop()
@@ -123,11 +128,13 @@ class Traffic:
                 time.sleep(0.02)
 
     def _monitor(self) -> None:
-        with requests.Session() as http:
-            while not self._stop.is_set():
-                self._record(ask(http, "GET", self.server.url("/healthz"), "/healthz"))
-                self._record(ask(http, "GET", self.server.url("/readyz"), "/readyz"))
-                time.sleep(0.1)
+        # A new connection for each check, as probes (kubelet's, a load balancer's) make them: a
+        # kept-alive one belongs to the worker that took it, and waits there behind that worker's requests.
+        while not self._stop.is_set():
+            for path in ("/healthz", "/readyz"):
+                with requests.Session() as http:
+                    self._record(ask(http, "GET", self.server.url(path), path))
+            time.sleep(0.1)
 
     def of(self, *paths: str, when: Callable[[Answer], bool] = lambda _answer: True) -> list[Answer]:
         with self._lock:
