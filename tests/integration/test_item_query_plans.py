@@ -48,7 +48,8 @@ LIMIT = 20
 
 @pytest.fixture(scope="module")
 def seeded() -> Iterator[tuple[Flask, dict[str, str]]]:
-    app = make_app(fresh_postgres_database(f"item_plans_{worker_id()}"))
+    # Seeding 100,000 rows may take longer than the default statement timeout on a busy machine.
+    app = make_app(fresh_postgres_database(f"item_plans_{worker_id()}"), DB_STATEMENT_TIMEOUT_MS="0")
     sessions = {"big": str(uuid.uuid4()), "small": str(uuid.uuid4())}
     with app.app_context():
         for name, count in (("big", BIG), ("small", SMALL)):
@@ -111,11 +112,12 @@ def page_plan(app: Flask, user_session_uuid: str, query: dict[str, str]) -> list
     return explain(app, *captured[0])
 
 
-def token_at(user_session_uuid: str, seq: int, query: dict[str, str]) -> str:
+def token_at(app: Flask, user_session_uuid: str, seq: int, query: dict[str, str]) -> str:
     """The token of the page after ``seq``, made as the view makes it."""
     filters = ItemFilters(type=query.get("type"), role=query.get("role"))
     scope = items_listing_scope(uuid.UUID(user_session_uuid), filters, descending=query.get("order") == "desc")
-    return make_page_token(Keyset((seq,)), scope)
+    with app.app_context():
+        return make_page_token(Keyset((seq,)), scope)
 
 
 def primary_key_scan(nodes: list[dict[str, Any]]) -> dict[str, Any]:
@@ -144,7 +146,7 @@ def test_a_page_walks_the_primary_key_from_its_cursor_and_reads_one_page(
         seq = int(0.9 * count) if order == "asc" else count - int(0.9 * count) + 1
         if session == "small":
             seq = 1 if order == "asc" else SMALL  # a 20-item history has no page at 90 %: the next one
-        query["page_token"] = token_at(sessions[session], seq, query)
+        query["page_token"] = token_at(app, sessions[session], seq, query)
     scan = primary_key_scan(page_plan(app, sessions[session], query))
     assert scan["Scan Direction"] == ("Backward" if order == "desc" else "Forward")
     # One page read, whatever the depth and however long the history.
@@ -167,7 +169,7 @@ def test_the_newest_page_at_100000_items_reads_as_many_rows_as_at_20(seeded: tup
 def test_a_filtered_page_walks_the_primary_key_too(seeded: tuple[Flask, dict[str, str]], query: dict[str, str]) -> None:
     app, sessions = seeded
     full = {**query, "order": "desc", "limit": str(LIMIT)}
-    full["page_token"] = token_at(sessions["big"], BIG // 2, full)
+    full["page_token"] = token_at(app, sessions["big"], BIG // 2, full)
     primary_key_scan(page_plan(app, sessions["big"], full))
 
 
@@ -189,8 +191,7 @@ def test_pop_finds_the_newest_item_through_the_primary_key(seeded: tuple[Flask, 
         assert response.status_code == 200
         assert response.get_json()["seq"] == BIG
     nodes = explain(app, *captured[0], analyze=False)
-    assert "Seq Scan" not in {node["Node Type"] for node in nodes}
-    assert not {"Sort", "Aggregate"} - {"Aggregate"} & {node["Node Type"] for node in nodes}
+    assert not {"Seq Scan", "Sort"} & {node["Node Type"] for node in nodes}
     assert any(
         node.get("Index Name") == "pk_conversation_items" and node.get("Scan Direction") == "Backward"
         for node in nodes
