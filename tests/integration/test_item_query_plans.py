@@ -193,6 +193,5 @@ def test_pop_finds_the_newest_item_through_the_primary_key(seeded: tuple[Flask, 
     nodes = explain(app, *captured[0], analyze=False)
     assert not {"Seq Scan", "Sort"} & {node["Node Type"] for node in nodes}
     assert any(
-        node.get("Index Name") == "pk_conversation_items" and node.get("Scan Direction") == "Backward"
-        for node in nodes
+        node.get("Index Name") == "pk_conversation_items" and node.get("Scan Direction") == "Backward" for node in nodes
     ), nodes
