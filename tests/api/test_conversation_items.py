@@ -383,13 +383,20 @@ def test_an_item_is_found_only_under_its_own_session(
     assert client.get(items_url(user_session, f"/{item['id']}")).status_code == 200
 
 
-@pytest.mark.parametrize("item_id", [str(uuid.uuid4()), "not-a-uuid", "pop"])
+@pytest.mark.parametrize("item_id", [str(uuid.uuid4()), "not-a-uuid", "popped"])
 def test_an_unknown_or_malformed_item_id_is_item_not_found(
     client: FlaskClient, user_session: str, item_id: str
 ) -> None:
     appended(client, user_session, {"content": 1})
     assert_problem(client.get(items_url(user_session, f"/{item_id}")), 404, "ITEM_NOT_FOUND")
     assert_problem(client.delete(items_url(user_session, f"/{item_id}")), 404, "ITEM_NOT_FOUND")
+
+
+def test_pop_is_a_path_of_its_own_that_only_posts(client: FlaskClient, user_session: str) -> None:
+    for method in ("get", "delete"):
+        response = getattr(client, method)(items_url(user_session, "/pop"))
+        assert_problem(response, 405, "METHOD_NOT_ALLOWED")
+        assert set(response.headers["Allow"].split(", ")) == {"OPTIONS", "POST"}
 
 
 def test_pop_removes_and_returns_the_newest_item_until_none_is_left(client: FlaskClient, user_session: str) -> None:
