@@ -18,6 +18,19 @@ import redis
 from tests.live import free_port
 
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
+REQUIRE_ALL = "USER_SESSIONS_REQUIRE_ALL"
+
+
+def require_redis_server() -> str:
+    """The ``redis-server`` program, for a private Redis; the test is skipped
+    without it (it fails instead under ``USER_SESSIONS_REQUIRE_ALL=1``)."""
+    found = shutil.which("redis-server")
+    if found is None:
+        what = "needs redis-server: apt-get install redis-server"
+        if os.environ.get(REQUIRE_ALL) == "1":
+            pytest.fail(f"{what} ({REQUIRE_ALL}=1: nothing may be skipped)", pytrace=False)
+        pytest.skip(what)
+    return found
 
 
 def shared_redis_url() -> str:
@@ -35,9 +48,11 @@ def unreachable_redis_url() -> str:
 class PrivateRedis:
     """A ``redis-server`` of the test's own, on a free port, that keeps nothing on disk."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, debug_command: bool = False) -> None:
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        # ``DEBUG SLEEP`` (a Redis that stalls) is refused unless enabled (Redis 7+), from localhost only.
+        self.options = ["--enable-debug-command", "local"] if debug_command else []
 
     @property
     def url(self) -> str:
@@ -46,7 +61,7 @@ class PrivateRedis:
     def start(self) -> None:
         server = shutil.which("redis-server") or "/usr/bin/redis-server"
         self.process = subprocess.Popen(
-            [server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            [server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", *self.options],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
