@@ -22,7 +22,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import inspect, text
 
 from service.extensions import db
-from tests.redisdb import shared_redis_url
+from tests.support.redisdb import shared_redis_url
 
 MakeApp = Callable[..., Flask]
 

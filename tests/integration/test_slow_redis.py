@@ -27,8 +27,8 @@ import pytest
 import redis
 import requests
 
-from tests.live import LiveServer, start_gunicorn
-from tests.redisdb import PrivateRedis, require_redis_server
+from tests.support.live import LiveServer, start_gunicorn
+from tests.support.redisdb import PrivateRedis
 
 pytestmark = pytest.mark.slow
 
@@ -60,8 +60,8 @@ class Stall:
 
 
 @pytest.fixture
-def private_redis() -> Iterator[PrivateRedis]:
-    require_redis_server()
+def stalling_redis() -> Iterator[PrivateRedis]:
+    """A private Redis that takes ``DEBUG SLEEP`` (skipped without ``redis-server``)."""
     server = PrivateRedis(debug_command=True)
     server.start()
     yield server
@@ -70,10 +70,10 @@ def private_redis() -> Iterator[PrivateRedis]:
 
 @pytest.fixture
 def instances(
-    live_database_url: str, private_redis: PrivateRedis, tmp_path: Path
+    live_database_url: str, stalling_redis: PrivateRedis, tmp_path: Path
 ) -> Iterator[tuple[LiveServer, LiveServer]]:
     environ = {
-        "REDIS_URL": private_redis.url,
+        "REDIS_URL": stalling_redis.url,
         "CACHE_MIN_READS": "1",  # every read asks the cache
         "CACHE_TTL": str(CACHE_TTL),
         "REDIS_TIMEOUT_MS": str(REDIS_TIMEOUT_MS),
@@ -104,7 +104,9 @@ def stale_reads(history: list[Operation], stalls: list[Stall]) -> list[str]:
                 rule = "on the instance that acknowledged it"
             else:
                 overlapping = [
-                    stall for stall in stalls if stall.started - 0.1 <= write.finished and write.started <= stall.finished
+                    stall
+                    for stall in stalls
+                    if stall.started - 0.1 <= write.finished and write.started <= stall.finished
                 ]
                 must_land_by = max((stall.finished + LANDING for stall in overlapping), default=write.finished)
                 if read.started <= min(must_land_by, write.finished + CACHE_TTL):
@@ -119,7 +121,7 @@ def stale_reads(history: list[Operation], stalls: list[Stall]) -> list[str]:
 
 
 def test_no_read_after_an_acknowledged_write_returns_an_older_version_while_redis_stalls(
-    instances: tuple[LiveServer, LiveServer], private_redis: PrivateRedis
+    instances: tuple[LiveServer, LiveServer], stalling_redis: PrivateRedis
 ) -> None:
     history: list[Operation] = []
     errors: list[str] = []
@@ -178,7 +180,7 @@ def test_no_read_after_an_acknowledged_write_returns_an_older_version_while_redi
     for thread in threads:
         thread.start()
     stalls: list[Stall] = []
-    admin = redis.Redis.from_url(private_redis.url, socket_timeout=None)
+    admin = redis.Redis.from_url(stalling_redis.url, socket_timeout=None)
     try:
         for _ in range(2):
             time.sleep(1.0)

@@ -114,8 +114,10 @@ PARAMETERS: dict[str, dict[str, Any]] = {
         f"{IDEMPOTENCY_RETENTION} replays the first response (adding `Idempotent-Replayed: true`); the same "
         "key with another body is a 422; a retry while the first is in flight is a 409. Scoped by API key, "
         "method and path. Responses of 400, 415, 422 and 503, and a 409 WRITE_CONFLICT, are not remembered. "
-        "A key whose first request died mid-way is free again after 60 seconds.",
-        "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x21-\\x7E]+$"},
+        "A key whose first request died mid-way is free again after 60 seconds. Send it once: a key sent "
+        "twice is a 400. *Deviation from the contract*, which allows any visible ASCII: a comma is refused, "
+        "since servers join a repeated header's values with commas, and a key must never be two keys joined.",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x21-\\x2B\\x2D-\\x7E]+$"},
         "x-idempotency-retention": IDEMPOTENCY_RETENTION,
     },
 }
@@ -148,8 +150,24 @@ remembers every other response: a 503 (the database failed; the work was
 rolled back) and a 409 `WRITE_CONFLICT` are not remembered either, since
 replaying them would make a retry fail that would now succeed.
 
-**Limits of the HTTP server.** A request line over 8190 bytes (a very long
-query string) is refused by gunicorn with 414 before the service sees it.
+**Limits.** What is stored and served is bounded, whatever was sent:
+
+| what | limit | beyond it |
+|---|---|---|
+| request body | 64 KiB, `Content-Length` or chunked alike | 413 `PAYLOAD_TOO_LARGE` |
+| `metadata` | 16 KiB serialised as stored and served, 32 levels of nesting | 422 |
+| `metadata.KEY` filters | 10 in one listing | 400 |
+| `limit` | 1 to 500 items a page | 400 |
+| `page_token` | 2048 characters | 400 |
+| `Idempotency-Key` | 1 to 255 visible ASCII characters but the comma, sent once | 400 |
+| request line (method, path and query string) | 8190 bytes | 414, from gunicorn |
+| header fields | 100 fields of at most 8190 bytes each | 431 or 400, from gunicorn |
+
+A number in `metadata` counts at the length PostgreSQL prints it back with
+(`1e308` is 309 digits). A session's representation is therefore at most about 17 KiB, and a page at
+most 500 of them. gunicorn's own refusals (400, 413, 414, 431 for requests it
+cannot parse or that break its limits) come before the service sees the
+request, so they are not problem documents.
 
 **Correlation.** `X-Correlation-ID` is on every response.
 """

@@ -16,7 +16,7 @@ from sqlalchemy import JSON, LargeBinary, column, inspect, select, table
 from service import create_app
 from service.extensions import db
 from service.models import IdempotencyRecord
-from tests.databases import database_params, fresh_postgres_database, worker_id
+from tests.support.databases import database_params, fresh_postgres_database, worker_id
 
 
 @pytest.fixture(params=database_params())

@@ -8,36 +8,20 @@ Tests on the shared server never flush it: they use keys of their own
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import time
 
-import pytest
 import redis
 
-from tests.live import free_port
+from tests.support.live import free_port
+from tests.support.requirements import require_program, require_redis_url
 
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
-REQUIRE_ALL = "USER_SESSIONS_REQUIRE_ALL"
-
-
-def require_redis_server() -> str:
-    """The ``redis-server`` program, for a private Redis; the test is skipped
-    without it (it fails instead under ``USER_SESSIONS_REQUIRE_ALL=1``)."""
-    found = shutil.which("redis-server")
-    if found is None:
-        what = "needs redis-server: apt-get install redis-server"
-        if os.environ.get(REQUIRE_ALL) == "1":
-            pytest.fail(f"{what} ({REQUIRE_ALL}=1: nothing may be skipped)", pytrace=False)
-        pytest.skip(what)
-    return found
 
 
 def shared_redis_url() -> str:
     """The shared test Redis; the test is skipped when ``TEST_REDIS_URL`` is unset."""
-    if not TEST_REDIS_URL:
-        pytest.skip("TEST_REDIS_URL is not set")
-    return TEST_REDIS_URL
+    return require_redis_url()
 
 
 def unreachable_redis_url() -> str:
@@ -49,6 +33,7 @@ class PrivateRedis:
     """A ``redis-server`` of the test's own, on a free port, that keeps nothing on disk."""
 
     def __init__(self, *, debug_command: bool = False) -> None:
+        self.server = require_program("redis-server")
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         # ``DEBUG SLEEP`` (a Redis that stalls) is refused unless enabled (Redis 7+), from localhost only.
@@ -59,9 +44,9 @@ class PrivateRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        server = shutil.which("redis-server") or "/usr/bin/redis-server"
         self.process = subprocess.Popen(
-            [server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", *self.options],
+            [self.server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+            + self.options,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
