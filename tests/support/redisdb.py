@@ -44,9 +44,9 @@ class PrivateRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
+        options = ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", *self.options]
         self.process = subprocess.Popen(
-            [self.server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-            + self.options,
+            [self.server, *options],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
