@@ -9,9 +9,10 @@ invalidation is *owed*:
   cache sends what it owes before any other use of the link (a lookup, a
   store, the rate limiter, ``/readyz``'s ping) once the breaker lets it try
   again: so it lands first thing once Redis answers.
-- :class:`UnsettledSessions` marks the session on this instance for
-  ``CACHE_TTL``: every worker forked from the process that made the app
-  shares the marks, and reads a marked session from the database. So the
+- :class:`UnsettledSessions` marks the session on this instance until the
+  invalidation lands, for ``CACHE_TTL`` at most: every worker forked from the
+  process that made the app shares the marks, and reads a marked session
+  from the database. So the
   instance that acknowledged the write never answers the copy it replaced,
   whichever of its workers is asked, while other instances may for
   ``CACHE_TTL`` at most (the entry was stored before the write and lives
@@ -90,6 +91,9 @@ class OwedInvalidations:
                 due[user_session_uuid] = version
             return due
 
+    def owes(self, user_session_uuid: uuid.UUID) -> bool:
+        return user_session_uuid in self._owed
+
     def delivered(self, versions: Mapping[uuid.UUID, int | None]) -> None:
         """Redis took these: stop owing them (unless a later write is owed meanwhile)."""
         with self._lock:
@@ -102,30 +106,52 @@ class OwedInvalidations:
 
 
 class UnsettledSessions:
-    """Sessions not to read from Redis on this instance until a time: marks in
-    memory shared by every process forked after it was made (gunicorn's
-    workers, from the master that loaded the app).
+    """Sessions not to read from Redis on this instance: marks in memory shared
+    by every process forked after it was made (gunicorn's workers, from the
+    master that loaded the app).
 
-    A mark is a deadline per bucket of uuids (``time.monotonic``, one clock
-    for every process of the machine). Processes may race on a bucket: each
-    writes a deadline about ``CACHE_TTL`` ahead, and the later one wins.
+    Marks are kept per bucket of uuids, as a count and a deadline: a process
+    counts a session in when Redis did not take its invalidation and out once
+    Redis has it, so a bucket is clear as soon as nothing in it is owed; the
+    deadline (``time.monotonic``, one clock for every process of the machine)
+    bounds a count that a worker killed mid-way never took back. Changes take
+    a lock shared by those processes; a read takes none.
     """
 
     def __init__(self, buckets: int = DEFAULT_BUCKETS) -> None:
+        import multiprocessing
+
         if buckets & (buckets - 1):
             raise ValueError("buckets must be a power of two")
         self._mask = buckets - 1
-        self._memory = mmap.mmap(-1, buckets * 8)  # anonymous and shared: inherited by forked workers
-        self._until = memoryview(self._memory).cast("d")
+        # Anonymous and shared: inherited by forked workers. Two doubles a bucket: count, deadline.
+        self._memory = mmap.mmap(-1, buckets * 16)
+        self._marks = memoryview(self._memory).cast("d")
+        self._lock = multiprocessing.Lock()
 
-    def mark(self, user_session_uuids: Iterable[uuid.UUID], seconds: float) -> None:
-        """Read these sessions from the database for ``seconds`` on this instance."""
+    def mark(self, user_session_uuids: Iterable[uuid.UUID], seconds: float, *, count: bool = True) -> None:
+        """Read these sessions from the database on this instance, until they are
+        settled or for ``seconds`` at most (``count=False``: only push the deadline)."""
         until = time.monotonic() + seconds
-        for user_session_uuid in user_session_uuids:
-            bucket = user_session_uuid.int & self._mask
-            if self._until[bucket] < until:
-                self._until[bucket] = until
+        marks = self._marks
+        with self._lock:
+            for user_session_uuid in user_session_uuids:
+                slot = 2 * (user_session_uuid.int & self._mask)
+                if count:
+                    marks[slot] += 1
+                if marks[slot + 1] < until:
+                    marks[slot + 1] = until
+
+    def settle(self, user_session_uuids: Iterable[uuid.UUID]) -> None:
+        """Redis has these sessions' invalidations: count them out."""
+        marks = self._marks
+        with self._lock:
+            for user_session_uuid in user_session_uuids:
+                slot = 2 * (user_session_uuid.int & self._mask)
+                marks[slot] = max(marks[slot] - 1, 0)
 
     def marked(self, user_session_uuid: uuid.UUID) -> bool:
         """Whether the session (or one in its bucket) is marked now."""
-        return self._until[user_session_uuid.int & self._mask] > time.monotonic()
+        slot = 2 * (user_session_uuid.int & self._mask)
+        marks = self._marks
+        return marks[slot] > 0 and marks[slot + 1] > time.monotonic()

@@ -26,9 +26,9 @@ while it is open, since an invalidation skipped on one instance would let
 every other instance serve the old version. An invalidation Redis does not
 take (down, or slower than its timeout) is owed (``service.cache.owed``):
 kept, and sent again before any other use of the link once the breaker
-allows (a lookup, a store, the rate limiter, ``/readyz``); until then this instance reads the session from the
-database, so it never answers the copy the write replaced, and other
-instances may, for ``CACHE_TTL`` at most.
+allows (a lookup, a store, the rate limiter, ``/readyz``); until it lands
+this instance reads the session from the database, so it never answers the
+copy the write replaced, and other instances may, for ``CACHE_TTL`` at most.
 
 Keys name a session by a digest of its uuid, never the uuid itself (an
 erased session's fence outlives it by ``FENCE_SECONDS``, and must not keep
@@ -182,6 +182,8 @@ class UserSessionCache:
         self.fence_ms = FENCE_SECONDS * 1000
         self.owed = OwedInvalidations(keep_seconds=ttl_seconds + FENCE_SECONDS)
         self.unsettled = unsettled or UnsettledSessions()
+        # The sessions this process counted in ``unsettled`` and has not counted out.
+        self._marked: set[uuid.UUID] = set()
         # Registered on the pooled client (which connects only when called); run on ``link.client``.
         self._store = link.pooled.register_script(_STORE)
         self._invalidate = link.pooled.register_script(_INVALIDATE)
@@ -257,15 +259,19 @@ class UserSessionCache:
 
         When Redis does not take it, the invalidation is owed (sent again
         before any other use of the link, once the breaker allows), and the
-        sessions are read from the database on this instance for
-        ``CACHE_TTL``: returning, the write may be acknowledged.
+        sessions are read from the database on this instance until it lands,
+        for ``CACHE_TTL`` at most: returning, the write may be acknowledged.
         """
         if not versions:
             return True
         self.owed.add(versions)
         if self.send_owed():
             return True
-        self.unsettled.mark(versions, self.ttl_seconds)
+        with self.owed.sending:
+            fresh = [user_session_uuid for user_session_uuid in versions if user_session_uuid not in self._marked]
+            self.unsettled.mark(fresh, self.ttl_seconds)
+            self.unsettled.mark(versions.keys() - fresh, self.ttl_seconds, count=False)
+            self._marked.update(fresh)
         return False
 
     def send_owed(self) -> bool:
@@ -291,6 +297,11 @@ class UserSessionCache:
                     return False
                 self.link.succeeded()
                 self.owed.delivered(due)
+                # Count out what this process marked and owes no more (delivered, or past keeping).
+                settled = [marked for marked in self._marked if not self.owed.owes(marked)]
+                if settled:
+                    self.unsettled.settle(settled)
+                    self._marked.difference_update(settled)
 
     def _settle(self) -> bool:
         """The link's before-use hook: nothing owed costs a truth test."""

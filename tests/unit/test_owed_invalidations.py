@@ -54,3 +54,17 @@ def test_marks_last_their_time() -> None:
     assert not marks.marked(other)
     time.sleep(0.11)
     assert not marks.marked(marked)
+
+
+def test_a_mark_clears_once_every_process_that_counted_it_in_counts_it_out() -> None:
+    marks = UnsettledSessions(buckets=1024)
+    user_session = uuid.uuid4()
+    marks.mark([user_session], 30)
+    marks.mark([user_session], 30)  # two workers owe it
+    marks.settle([user_session])
+    assert marks.marked(user_session)
+    marks.settle([user_session])
+    assert not marks.marked(user_session)
+    marks.settle([user_session])  # never below zero
+    marks.mark([user_session], 30)
+    assert marks.marked(user_session)

@@ -20,7 +20,7 @@ from service.cache.redis_link import redis_link
 from service.cache.representations import Representation, user_session_cache
 from service.operations import user_sessions as operations
 from tests.factories import create_user_session
-from tests.support.cache import MakeApp, cache_count, entry_key, fence_key, path, read_twice
+from tests.support.cache import CacheCounts, MakeApp, cache_count, entry_key, fence_key, path, read_twice
 from tests.support.redisdb import PrivateRedis
 
 
@@ -105,3 +105,19 @@ def test_readyz_sends_what_is_owed_once_redis_answers(make_cached_app: MakeApp, 
     private_redis.start()
     assert writer.get("/readyz").get_json()["cache"] == "ok"
     assert redis.Redis.from_url(private_redis.url).get(fence_key(created)) == b"gone"
+
+
+def test_once_the_owed_invalidation_lands_the_session_is_served_from_redis_again(
+    make_cached_app: MakeApp, private_redis: PrivateRedis
+) -> None:
+    writer = make_cached_app(private_redis.url, REDIS_RETRY_INTERVAL="0").test_client()
+    created = create_user_session(writer)
+    private_redis.stop()
+    assert writer.patch(path(created), json={"name": "after"}).status_code == 200
+    private_redis.start()
+    owed = cache_count("owed")
+    read_twice(writer, created)  # the first: owed (and its store sends the invalidation), then a hit
+    assert cache_count("owed") == owed + 1
+    counts = CacheCounts()
+    assert writer.get(path(created)).get_json()["name"] == "after"
+    assert counts.since()["hit"] == 1
