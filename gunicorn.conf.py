@@ -7,6 +7,12 @@ writes one JSON line per request itself (``service/observability.py``).
 It also prepares Prometheus's multiprocess mode: every worker keeps its
 samples in files under ``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics`` sums
 them. The folder is made (or emptied) before the first worker starts.
+
+Workers are ``BufferingThreadWorker`` (``service/gunicorn_worker.py``): gunicorn's ``gthread`` worker,
+except that a request is run only once it has arrived whole. Slow or stalled
+clients (headers or a body trickling in, connections that send nothing,
+kept-alive connections left idle) wait in the worker's poller and hold no
+thread, so they cannot keep the service from anyone else.
 """
 
 from __future__ import annotations
@@ -35,19 +41,37 @@ bind = os.environ.get("GUNICORN_BIND") or f"{os.environ.get('HOST', '127.0.0.1')
 # os.cpu_count(), not multiprocessing's: every worker is forked from this process
 # and would carry the multiprocessing package it never uses.
 workers = _int("GUNICORN_WORKERS", (os.cpu_count() or 1) * 2 + 1, "WEB_CONCURRENCY")
+# Threads per worker that run requests once they have arrived whole (waiting on clients takes none);
+# with one, the worker's main thread runs them.
 threads = _int("GUNICORN_THREADS", 1)
-worker_class = "gthread" if threads > 1 else "sync"
+# Connections one worker holds at once (waiting, kept alive or being served); past it, it stops accepting.
+worker_connections = _int("GUNICORN_WORKER_CONNECTIONS", 1000)
 
 # A worker silent for this long is killed and replaced; requests finish within graceful_timeout on shutdown.
 timeout = _int("GUNICORN_TIMEOUT", 30)
 graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30)
+# Seconds an idle connection (kept alive, or new and silent) is kept open.
 keepalive = _int("GUNICORN_KEEPALIVE", 5)
+# GUNICORN_REQUEST_TIMEOUT (15): seconds a request may take to arrive whole from its first byte;
+# then 408 and the connection is closed (read by service/gunicorn_worker.py).
 # Replace workers now and then (0: never), with jitter so they do not all restart at once.
 max_requests = _int("GUNICORN_MAX_REQUESTS", 0)
 max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", max_requests // 10)
 
-# The longest request line gunicorn allows; a listing's query string can be long.
+# What gunicorn refuses itself, before the app sees the request (HTML bodies, ``Connection: close``):
+# a request line over limit_request_line bytes is a 414; over limit_request_fields header fields, or
+# one over limit_request_field_size bytes, is a 431; a malformed request is a 400. The request line can
+# be long (a listing's query string); 8190 is gunicorn's largest. The head as a whole (request line
+# and headers) may take at most 64 KiB: BufferingThreadWorker answers 431 past it.
 limit_request_line = 8190
+limit_request_fields = 100
+limit_request_field_size = 8190
+
+# Forwarding headers (X-Forwarded-Proto and the like, and SCRIPT_NAME, which would change routing)
+# count only from these addresses, comma-separated IPs or networks: the proxies in front. None by
+# default, loopback included: a header a client sends never changes what the service sees.
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "")
+
 # The app is created once, in the master, and every worker is forked from it:
 # the workers share its modules and objects instead of each building a copy
 # of its own, and a replaced worker starts at once. create_app() opens no
@@ -77,6 +101,10 @@ _metrics_dir_made_here = not os.environ.get(_METRICS_DIR_VARIABLE)
 if _metrics_dir_made_here:
     # Set before any worker imports prometheus_client, which reads it on import.
     os.environ[_METRICS_DIR_VARIABLE] = tempfile.mkdtemp(prefix="user-sessions-metrics-")
+
+
+# Slow clients wait in the worker's poller, not in a thread (service/gunicorn_worker.py).
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS") or "service.gunicorn_worker.BufferingThreadWorker"
 
 
 def on_starting(_server: Any) -> None:
