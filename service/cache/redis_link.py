@@ -95,7 +95,10 @@ class RedisLink:
         interval ago), or while what is owed to Redis cannot be sent."""
         if time.monotonic() < self._down_until:
             return False
-        return all(settle() for settle in self._before_use)
+        for settle in self._before_use:  # a loop, not all(): this runs on every cache hit
+            if not settle():
+                return False
+        return True
 
     def down_for(self) -> float:
         """Seconds until the breaker lets callers try Redis again (0 when closed)."""
