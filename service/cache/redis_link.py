@@ -95,7 +95,7 @@ class RedisLink:
         interval ago), or while what is owed to Redis cannot be sent."""
         if time.monotonic() < self._down_until:
             return False
-        for settle in self._before_use:  # a loop, not all(): this runs on every cache hit
+        for settle in self._before_use:  # noqa: SIM110 (a loop, not all() of a generator: every cache hit runs it)
             if not settle():
                 return False
         return True
