@@ -19,11 +19,12 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
 
-from service.api.converters import MalformedUserSessionUUID
+from service.api.converters import MalformedItemId, MalformedUserSessionUUID
 from service.database_link import refuses_writes
 from service.errors import (
     DatabaseUnavailable,
     FieldErrors,
+    ItemNotFound,
     QueryValidationError,
     RequestValidationError,
     ServiceError,
@@ -106,7 +107,8 @@ def flatten_messages(messages: Any, prefix: str = "") -> dict[str, list[str]]:
     """Turn marshmallow's nested error messages into ``field -> [messages]``.
 
     webargs nests messages under the location (``{"json": {...}}``); those
-    location keys are dropped, and nested fields are joined with dots.
+    location keys are dropped, and nested fields are joined with dots; what
+    is said of a nested object as a whole is said of its name (``items.0``).
     """
     flat: dict[str, list[str]] = {}
     if isinstance(messages, Mapping):
@@ -114,6 +116,8 @@ def flatten_messages(messages: Any, prefix: str = "") -> dict[str, list[str]]:
             name = str(key)
             if not prefix and name in ("json", "query", "querystring", "headers", "view_args", "path"):
                 name = ""
+            elif prefix and name == "_schema":
+                name = ""  # a nested object as a whole (``items.0``), not a field of it
             flat.update(flatten_messages(value, f"{prefix}.{name}" if prefix and name else prefix or name))
     elif isinstance(messages, list) and all(isinstance(item, str) for item in messages):
         flat.setdefault(prefix or "_body", []).extend(messages)
@@ -135,6 +139,10 @@ def _handle_service_error(error: ServiceError) -> Response:
 
 def _handle_malformed_uuid(_error: HTTPException) -> Response:
     return _handle_service_error(UserSessionNotFound())
+
+
+def _handle_malformed_item_id(_error: HTTPException) -> Response:
+    return _handle_service_error(ItemNotFound())
 
 
 def _handle_http_exception(error: HTTPException) -> Response:
@@ -199,6 +207,7 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(ServiceError, _handle_service_error)
     app.register_error_handler(HTTPException, _handle_http_exception)
     app.register_error_handler(MalformedUserSessionUUID, _handle_malformed_uuid)
+    app.register_error_handler(MalformedItemId, _handle_malformed_item_id)
     app.register_error_handler(DBAPIError, _handle_database_error)
     app.register_error_handler(PoolTimeoutError, _handle_pool_timeout)
     app.register_error_handler(StaleDataError, _handle_stale_data)
