@@ -173,6 +173,7 @@ def test_the_client_wheel_installs_into_a_fresh_venv_with_requests_and_nothing_e
     (wheel,) = wheels.glob("user_sessions_client-*.whl")
     files = zipfile.ZipFile(wheel).namelist()
     assert "user_sessions_client/py.typed" in files
+    assert "user_sessions_client/agents.py" in files
     assert {name.split("/")[0] for name in files if not name.startswith("user_sessions_client-")} == {
         "user_sessions_client"
     }
@@ -184,7 +185,12 @@ def test_the_client_wheel_installs_into_a_fresh_venv_with_requests_and_nothing_e
     run(python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", wheel)
     after = installed(python)
 
-    assert after["user-sessions-client"] == ["requests<3,>=2.32"]
+    # requests, and the OpenAI Agents SDK only for the agents extra (user_sessions_client.agents).
+    requirements = after["user-sessions-client"]
+    assert [requirement for requirement in requirements if "extra ==" not in requirement] == ["requests<3,>=2.32"]
+    assert [requirement.split(";")[0] for requirement in requirements if "extra ==" in requirement] == [
+        "openai-agents<0.25,>=0.24"
+    ]
     added = set(after) - set(before)
     assert added == closure("user-sessions-client", after)
     assert added - {"user-sessions-client"} == REQUESTS_CLOSURE
@@ -198,6 +204,13 @@ def test_the_client_wheel_installs_into_a_fresh_venv_with_requests_and_nothing_e
         cwd=tmp_path,
     )
     assert imported.strip() == "[]"
+
+    # The Agents SDK session says how to get what it needs when the extra is not installed.
+    without_extra = subprocess.run(
+        [str(python), "-c", "import user_sessions_client.agents"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert without_extra.returncode != 0
+    assert "pip install 'user-sessions-client[agents]'" in without_extra.stderr
 
 
 @pytest.mark.slow
