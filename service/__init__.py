@@ -16,7 +16,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from service import cache, observability, security
 from service.api import register_blueprints
-from service.api.converters import UserSessionUUIDConverter
+from service.api.converters import ItemIdConverter, UserSessionUUIDConverter
 from service.api.json_provider import JSONProvider
 from service.api.openapi import ServiceApi
 from service.api.problems import register_error_handlers
@@ -78,10 +78,12 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     configure_logging(app)
     trust_proxies(app)
     app.url_map.converters["user_session_uuid"] = UserSessionUUIDConverter
+    app.url_map.converters["item_id"] = ItemIdConverter
     configure_database(app)
     register_extensions(app)
     api = ServiceApi(app)
     api.register_converter(UserSessionUUIDConverter, UserSessionUUIDConverter.parameter_schema)
+    api.register_converter(ItemIdConverter, ItemIdConverter.parameter_schema)
     register_blueprints(app, api)
     register_error_handlers(app)
     register_infrastructure(app)

@@ -19,6 +19,7 @@ from service.database import get_db_session, utcnow
 from service.extensions import db
 from service.models import UserSession
 from service.operations import idempotency
+from service.operations.conversation_items import forget_item_requests
 from service.repositories.changes import CHANGES_NOTED, note_change
 
 PURGE_BATCH_SIZE = 1000
@@ -114,6 +115,9 @@ def purge_user_sessions(cutoff: datetime, *, progress: bool = False) -> int:
                 purged = list(db_session.scalars(statement))
                 for user_session_uuid in purged:
                     note_change(db_session, user_session_uuid, None)
+                # Their conversation items went with them (ON DELETE CASCADE); so do
+                # the idempotency records that hold items.
+                forget_item_requests(db_session, purged)
             # Committed: listeners (the cache) are told of the batch (service.repositories.changes).
             erased += len(purged)
             if progress:

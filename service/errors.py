@@ -50,6 +50,16 @@ class UserSessionIsLive(ServiceError):
     detail = "The user session is neither deleted nor expired; there is nothing to restore."
 
 
+class ItemNotFound(ServiceError):
+    status, code = 404, "ITEM_NOT_FOUND"
+    detail = "The user session holds no conversation item with this id."
+
+
+class ItemAlreadyExists(ServiceError):
+    status, code = 409, "ITEM_ALREADY_EXISTS"
+    detail = "A conversation item with this id exists already; nothing of the batch was stored."
+
+
 class PreconditionFailed(ServiceError):
     status, code = 412, "PRECONDITION_FAILED"
     detail = "If-Match does not match the current version of the user session."

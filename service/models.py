@@ -1,6 +1,7 @@
 """The models: ``UserSession``, one row per session of the agent backend, its
-read model ``UserSessionRow``, and ``IdempotencyRecord``, one row per
-``Idempotency-Key`` a client sent."""
+read model ``UserSessionRow``; ``ConversationItem``, one row per item of a
+session's conversation, and its read model ``ConversationItemRow``; and
+``IdempotencyRecord``, one row per ``Idempotency-Key`` a client sent."""
 
 from __future__ import annotations
 
@@ -8,7 +9,20 @@ import uuid as uuid_module
 from datetime import datetime
 from typing import Any, NamedTuple, Self
 
-from sqlalchemy import JSON, ColumnElement, Index, LargeBinary, String, Uuid, and_, false, func, or_
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ColumnElement,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    Uuid,
+    and_,
+    false,
+    func,
+    or_,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -75,6 +89,11 @@ class UserSession(Base):
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     version: Mapped[int] = mapped_column(server_default="1")
+    # The highest ``seq`` this session's conversation ever gave (``ConversationItem``):
+    # appends take the next ones by bumping it, which also locks the row. Not
+    # part of any representation, and not a change of the session: writing it
+    # bumps no ``version`` and invalidates no cached copy.
+    last_item_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
     __mapper_args__ = {"version_id_col": version}
     __table_args__ = (
@@ -134,6 +153,7 @@ class UserSessionRow(NamedTuple):
     expires_at: datetime | None
     deleted_at: datetime | None
     version: int
+    last_item_seq: int
 
     @classmethod
     def of(cls, user_session: UserSession) -> Self:
@@ -147,6 +167,50 @@ class UserSessionRow(NamedTuple):
     def is_live(self, now: datetime) -> bool:
         """As :meth:`UserSession.is_live`."""
         return is_live(self.deleted_at, self.expires_at, now)
+
+
+ITEM_TYPE_MAX_LENGTH = 64
+ITEM_ROLE_MAX_LENGTH = 64
+DEFAULT_ITEM_TYPE = "message"
+
+
+class ConversationItem(Base):
+    """One item of a session's conversation: a message, a tool call, a tool result.
+
+    The key is ``(user_session_uuid, seq)``: every query of items names its
+    session, so the table can be sharded by session (docs/operations.md). The
+    primary key's index serves every page in either order, and the newest
+    item. ``id`` is the item's public name, unique across the service.
+    Items go with their session (``ON DELETE CASCADE``).
+    """
+
+    __tablename__ = "conversation_items"
+
+    user_session_uuid: Mapped[uuid_module.UUID] = mapped_column(
+        Uuid(), ForeignKey("user_sessions.uuid", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    id: Mapped[uuid_module.UUID] = mapped_column(Uuid(), default=uuid_module.uuid4, unique=True)
+    type: Mapped[str] = mapped_column(String(ITEM_TYPE_MAX_LENGTH), default=DEFAULT_ITEM_TYPE)
+    role: Mapped[str | None] = mapped_column(String(ITEM_ROLE_MAX_LENGTH))
+    # Any JSON value; a JSON null is stored as JSON, never as SQL NULL.
+    content: Mapped[Any] = mapped_column(JSONDocument, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"<ConversationItem {self.user_session_uuid}#{self.seq}>"
+
+
+class ConversationItemRow(NamedTuple):
+    """An item as every read path returns it; the model's attributes, in its order."""
+
+    user_session_uuid: uuid_module.UUID
+    seq: int
+    id: uuid_module.UUID
+    type: str
+    role: str | None
+    content: Any
+    created_at: datetime
 
 
 IDEMPOTENCY_KEY_MAX_LENGTH = 255

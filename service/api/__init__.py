@@ -3,7 +3,7 @@
 from flask import Flask, Response
 from flask_smorest import Api
 
-from service.api import docs, ops, user_sessions, verification
+from service.api import conversation_items, docs, ops, user_sessions, verification
 
 BODILESS_STATUSES = frozenset({204, 304})
 
@@ -11,6 +11,7 @@ BODILESS_STATUSES = frozenset({204, 304})
 def register_blueprints(app: Flask, api: Api) -> None:
     api.register_blueprint(user_sessions.blp)
     api.register_blueprint(verification.blp)
+    api.register_blueprint(conversation_items.blp)
     api.register_blueprint(ops.blp)
     api.register_blueprint(docs.blp)
     app.register_blueprint(docs.assets)

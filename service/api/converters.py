@@ -12,6 +12,10 @@ class MalformedUserSessionUUID(NotFound):
     """The path names a user session by something that is not a UUID."""
 
 
+class MalformedItemId(NotFound):
+    """The path names a conversation item by something that is not a UUID."""
+
+
 class UserSessionUUIDConverter(BaseConverter):
     """A user session's uuid in a path; any case, hyphenated.
 
@@ -21,14 +25,15 @@ class UserSessionUUIDConverter(BaseConverter):
     """
 
     regex = r"[^/]+"
+    malformed: type[NotFound] = MalformedUserSessionUUID
 
     def to_python(self, value: str) -> uuid.UUID:
         if len(value) != 36:
-            raise MalformedUserSessionUUID()
+            raise self.malformed()
         try:
             return uuid.UUID(value)
         except ValueError:
-            raise MalformedUserSessionUUID() from None
+            raise self.malformed() from None
 
     def to_url(self, value: uuid.UUID) -> str:
         return str(value)
@@ -37,3 +42,10 @@ class UserSessionUUIDConverter(BaseConverter):
     def parameter_schema(_converter: BaseConverter) -> dict[str, str]:
         """How the OpenAPI document describes this path parameter."""
         return {"type": "string", "format": "uuid"}
+
+
+class ItemIdConverter(UserSessionUUIDConverter):
+    """A conversation item's id in a path: a segment that is not a UUID is a
+    404 ``ITEM_NOT_FOUND``, like an id that does not exist."""
+
+    malformed = MalformedItemId

@@ -59,6 +59,8 @@ def _encode_value(value: Any) -> list[str]:
         return ["t", format_datetime(value)]
     if isinstance(value, uuid.UUID):
         return ["u", value.hex]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return ["i", str(value)]
     raise TypeError(f"a page token cannot carry a {type(value).__name__}")
 
 
@@ -68,6 +70,8 @@ def _decode_value(item: Any) -> Any:
         return parse_datetime(text)
     if kind == "u":
         return uuid.UUID(hex=text)
+    if kind == "i":
+        return int(text)
     raise ValueError(f"unknown value kind {kind!r}")
 
 

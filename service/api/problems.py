@@ -13,16 +13,17 @@ from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
-from flask import Flask, Response, g, json
+from flask import Flask, Response, g, has_request_context, json, request
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
 
-from service.api.converters import MalformedUserSessionUUID
+from service.api.converters import MalformedItemId, MalformedUserSessionUUID
 from service.errors import (
     DatabaseUnavailable,
     FieldErrors,
+    ItemNotFound,
     QueryValidationError,
     RequestValidationError,
     ServiceError,
@@ -51,7 +52,6 @@ _HTTP_CODES = {
 _HTTP_DETAILS = {
     404: "No resource exists at this URL.",
     405: "This URL does not support this method; see the Allow header.",
-    413: "The request body is larger than 64 KiB.",
 }
 
 
@@ -116,6 +116,19 @@ def _handle_malformed_uuid(_error: HTTPException) -> Response:
     return _handle_service_error(UserSessionNotFound())
 
 
+def _handle_malformed_item_id(_error: HTTPException) -> Response:
+    return _handle_service_error(ItemNotFound())
+
+
+def _too_large_detail() -> str:
+    """What a 413 says: the limit of the route that refused the body."""
+    limit = request.max_content_length if has_request_context() else None
+    if not limit:
+        return "The request body is too large."
+    size = f"{limit // (1024 * 1024)} MiB" if limit % (1024 * 1024) == 0 else f"{limit // 1024} KiB"
+    return f"The request body is larger than {size}."
+
+
 def _handle_http_exception(error: HTTPException) -> Response:
     status = error.code or 500
     headers = {key: value for key, value in error.get_headers() if key.lower() != "content-type"}
@@ -130,6 +143,8 @@ def _handle_http_exception(error: HTTPException) -> Response:
         return problem_response(status, "VALIDATION_FAILED", RequestValidationError.detail, errors=errors)
     code = _HTTP_CODES.get(status, HTTPStatus(status).name)
     detail = _HTTP_DETAILS.get(status) or error.description or HTTPStatus(status).description
+    if status == 413:
+        detail = _too_large_detail()
     return problem_response(status, code, detail, headers=headers)
 
 
@@ -169,6 +184,7 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(ServiceError, _handle_service_error)
     app.register_error_handler(HTTPException, _handle_http_exception)
     app.register_error_handler(MalformedUserSessionUUID, _handle_malformed_uuid)
+    app.register_error_handler(MalformedItemId, _handle_malformed_item_id)
     app.register_error_handler(DBAPIError, _handle_database_error)
     app.register_error_handler(PoolTimeoutError, _handle_pool_timeout)
     app.register_error_handler(StaleDataError, _handle_stale_data)

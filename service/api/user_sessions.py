@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import uuid
 from typing import Any
-from urllib.parse import quote_from_bytes, unquote_plus
 
-from flask import Response, request
+from flask import Response
 from flask.views import MethodView
 
 from service.api.conditional import if_match_precondition, not_modified
 from service.api.idempotency import idempotent
-from service.api.listing import listing_scope
-from service.api.page_tokens import PAGE_TOKEN_PARAMETER, make_page_token, read_page_token
+from service.api.listing import listing_scope, next_page_link
+from service.api.page_tokens import make_page_token, read_page_token
 from service.api.parser import Blueprint
 from service.api.read_through import read_live_representation, representation_response
 from service.operations import user_sessions as use_cases
@@ -49,26 +48,6 @@ def _session_data_headers(response: Response) -> Response:
 
 def _location(user_session_uuid: uuid.UUID) -> str:
     return f"/user-sessions/{user_session_uuid}"
-
-
-# What stays as it is in a query string copied into a Link (RFC 3986's
-# unreserved and sub-delimiter characters, and escapes already made).
-_QUERY_SAFE = "!$'()*+,;=:@/?%-._~"
-
-
-def _next_page_link(token: str) -> str:
-    """``Link`` to the next page: this request's own query as the client wrote
-    it (its order, its escapes), with the new token in place of any old one.
-
-    Copied, not parsed and encoded again: the query is never decoded for it.
-    """
-    parameters = [
-        quote_from_bytes(parameter, safe=_QUERY_SAFE)
-        for parameter in request.query_string.split(b"&")
-        if parameter and unquote_plus(parameter.partition(b"=")[0].decode("latin-1")) != PAGE_TOKEN_PARAMETER
-    ]
-    parameters.append(f"{PAGE_TOKEN_PARAMETER}={token}")
-    return f'<{request.script_root}{request.path}?{"&".join(parameters)}>; rel="next"'
 
 
 LIST_DESCRIPTION = """Filter, sort and page through user sessions.
@@ -115,7 +94,7 @@ class UserSessions(MethodView):
         headers: dict[str, str] = {}
         if page.next_keyset is not None:
             body["next_page_token"] = make_page_token(page.next_keyset, scope)
-            headers["Link"] = _next_page_link(body["next_page_token"])
+            headers["Link"] = next_page_link(body["next_page_token"])
         if page.total_count is not None:
             body["total_count"] = page.total_count
         return body, 200, headers

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Generic, NamedTuple, TypeVar
 
 from sqlalchemy import bindparam, insert, inspect, select
@@ -24,9 +24,9 @@ class _InsertColumn(NamedTuple):
 
 
 @functools.cache
-def _insert(model: Any, row_type: type[Any]) -> tuple[PreparedStatement, tuple[_InsertColumn, ...]]:
-    """``INSERT … RETURNING`` every attribute, naming each column but those
-    only the database fills (a server default and no model default)."""
+def _insert_columns(model: Any) -> tuple[_InsertColumn, ...]:
+    """The columns an insert names: every one but those only the database
+    fills (a server default and no model default)."""
     mapper = inspect(model)
     columns = []
     for column in model.__table__.columns:
@@ -35,12 +35,26 @@ def _insert(model: Any, row_type: type[Any]) -> tuple[PreparedStatement, tuple[_
         columns.append(
             _InsertColumn(mapper.get_property_by_column(column).key, column.name, _default_of(column.default))
         )
+    return tuple(columns)
+
+
+@functools.cache
+def _insert(model: Any, row_type: type[Any]) -> tuple[PreparedStatement, tuple[_InsertColumn, ...]]:
+    """``INSERT … RETURNING`` every attribute of one row."""
+    columns = _insert_columns(model)
     statement = (
         insert(model.__table__)
         .values({column.name: bindparam(column.name) for column in columns})
         .returning(*attribute_columns(model))
     )
-    return PreparedStatement(statement, row_type), tuple(columns)
+    return PreparedStatement(statement, row_type), columns
+
+
+@functools.cache
+def _insert_many(model: Any) -> Any:
+    """``INSERT … RETURNING`` every attribute of many rows, returned in the
+    order of their parameters (SQLAlchemy batches them into few statements)."""
+    return insert(model.__table__).returning(*attribute_columns(model), sort_by_parameter_order=True)
 
 
 def _default_of(default: Any) -> Callable[[], Any]:
@@ -123,6 +137,35 @@ class BaseRepository(Generic[ModelT]):
             for column in columns
         }
         return self._first(statement, parameters)
+
+    def insert_rows(self, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
+        """Insert rows from attribute values (the model's defaults fill the
+        rest) and return them as stored, as ``row_type``s in the order given.
+
+        Within a unit of work: the rows are written all or none. An
+        ``IntegrityError`` means a constraint refused one of them.
+        """
+        if not in_unit_of_work(self.db_session):
+            raise RuntimeError("insert_rows writes several rows: run it in a unit of work")
+        model: Any = self.model
+        row_type: Any = self.row_type
+        columns = _insert_columns(model)
+        known = {column.attribute for column in columns}
+        parameters = []
+        for values in rows:
+            unknown = set(values) - known
+            if unknown:
+                raise TypeError(f"not attributes of {model.__name__} set on insert: {sorted(unknown)}")
+            parameters.append(
+                {
+                    column.name: values[column.attribute] if column.attribute in values else column.default()
+                    for column in columns
+                }
+            )
+        if not parameters:
+            return []
+        result = self.db_session.execute(_insert_many(model), parameters)
+        return [row_type._make(row) for row in result]
 
     def _first(self, statement: PreparedStatement, parameters: Mapping[str, Any]) -> Any:
         """Outside a unit of work, run on a connection of its own; inside one,

@@ -10,6 +10,9 @@ version it committed, or None for an erased session):
   and run the statement with :data:`CHANGES_NOTED`. A statement without that
   mark is refused (:class:`UnnotedUserSessionWrite`), so a new write path
   that forgets fails its first test instead of leaving stale copies about.
+- A Core ``UPDATE`` that writes only what no copy holds (``last_item_seq``,
+  the items counter) runs with :data:`NOTHING_COPIED_CHANGES`: it notes
+  nothing, so appending items never invalidates a cached session.
 - After the outermost transaction commits, the noted changes go to every
   listener at once; a transaction that rolls back tells nothing. A statement
   that commits by itself, outside any transaction, is told with
@@ -39,6 +42,13 @@ _PENDING = "user_session_changes"
 _NOTED_OPTION = "user_session_changes_noted"
 # Execution options of a Core statement whose changes its caller notes.
 CHANGES_NOTED: dict[str, Any] = {_NOTED_OPTION: True}
+# Execution options of a Core UPDATE that writes only columns no copy of a
+# session holds (``UNCOPIED_ATTRIBUTES``): there is nothing to note, and the
+# guard checks that it sets nothing else.
+NOTHING_COPIED_CHANGES: dict[str, Any] = {_NOTED_OPTION: True, "user_session_uncopied_only": True}
+# Columns of ``user_sessions`` that no representation (and so no cached copy)
+# holds: the items counter, which appends bump without changing the session.
+UNCOPIED_ATTRIBUTES = frozenset({"last_item_seq"})
 
 _listeners: list[ChangeListener] = []
 
@@ -87,11 +97,20 @@ def _refuse_unnoted_writes(state: ORMExecuteState) -> None:
     if not (state.is_update or state.is_delete):
         return
     mapper = state.bind_mapper
-    if mapper is not None and mapper.class_ is UserSession and not state.execution_options.get(_NOTED_OPTION):
+    if mapper is None or mapper.class_ is not UserSession:
+        return
+    if not state.execution_options.get(_NOTED_OPTION):
         raise UnnotedUserSessionWrite(
             "a Core UPDATE/DELETE of user_sessions must call note_change() and run with "
             "execution_options(**CHANGES_NOTED), or copies of what it replaced would outlive it"
         )
+    if state.execution_options.get("user_session_uncopied_only"):
+        written = {getattr(column, "key", str(column)) for column in getattr(state.statement, "_values", None) or {}}
+        if not state.is_update or not written <= UNCOPIED_ATTRIBUTES:
+            raise UnnotedUserSessionWrite(
+                f"an UPDATE run with NOTHING_COPIED_CHANGES may set only {sorted(UNCOPIED_ATTRIBUTES)}, "
+                f"not {sorted(written - UNCOPIED_ATTRIBUTES)}"
+            )
 
 
 def _after_commit(db_session: Session) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from service.extensions import db
+from service.repositories.conversation_item_repository import ConversationItemRepository
 from service.repositories.idempotency_repository import IdempotencyRepository
 from service.repositories.user_session_repository import UserSessionRepository
 
@@ -17,3 +18,8 @@ def get_user_session_repository(db_session: Session | None = None) -> UserSessio
 def get_idempotency_repository(db_session: Session | None = None) -> IdempotencyRepository:
     """An ``IdempotencyRepository`` on ``db_session``, by default the request's ``db.session``."""
     return IdempotencyRepository(db.session() if db_session is None else db_session)
+
+
+def get_conversation_item_repository(db_session: Session | None = None) -> ConversationItemRepository:
+    """A ``ConversationItemRepository`` on ``db_session``, by default the request's ``db.session``."""
+    return ConversationItemRepository(db.session() if db_session is None else db_session)

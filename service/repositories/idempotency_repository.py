@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -71,6 +71,20 @@ class IdempotencyRepository(BaseRepository[IdempotencyRecord]):
         )
         statement = (
             delete(IdempotencyRecord).where(scope_columns.in_(batch)).execution_options(synchronize_session=False)
+        )
+        result: CursorResult[Any] = self.db_session.execute(statement)  # type: ignore[assignment]
+        return result.rowcount
+
+    def forget_paths(self, paths: Sequence[str]) -> int:
+        """Delete every record of requests to these paths (whatever key, caller
+        or method); return how many went. For erasure: their stored responses
+        may hold what is erased."""
+        if not paths:
+            return 0
+        statement = (
+            delete(IdempotencyRecord)
+            .where(IdempotencyRecord.path.in_(list(paths)))
+            .execution_options(synchronize_session=False)
         )
         result: CursorResult[Any] = self.db_session.execute(statement)  # type: ignore[assignment]
         return result.rowcount

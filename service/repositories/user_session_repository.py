@@ -12,13 +12,13 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import BigInteger, bindparam, select, update
 from sqlalchemy.orm import InstrumentedAttribute
 
 from service.database import UTCDateTime, in_unit_of_work, utcnow
 from service.models import UserSession, UserSessionRow
 from service.repositories.base_repository import BaseRepository
-from service.repositories.changes import CHANGES_NOTED, note_change, publish_committed
+from service.repositories.changes import CHANGES_NOTED, NOTHING_COPIED_CHANGES, note_change, publish_committed
 from service.repositories.prepared import PreparedStatement
 from service.repositories.query import Keyset, Page, SortOrder, attribute_columns
 from service.repositories.user_session_filters import FilterShape, UserSessionFilters, criteria_of, parameters_of
@@ -33,6 +33,26 @@ _READ_LIVE = PreparedStatement(
         UserSession.uuid == bindparam("identity"), UserSession.live_clause(bindparam("now", type_=UTCDateTime()))
     ),
     UserSessionRow,
+)
+
+# Takes the next ``count`` seqs of a live session's conversation: the row stays
+# locked until the unit of work ends, so racing appends queue here, each
+# batch's seqs consecutive. Writes no version and notes no change: no
+# representation holds the counter.
+_RESERVE_ITEM_SEQS = PreparedStatement(
+    update(UserSession)
+    .where(UserSession.uuid == bindparam("identity"), UserSession.live_clause(bindparam("now", type_=UTCDateTime())))
+    .values(last_item_seq=UserSession.last_item_seq + bindparam("count", type_=BigInteger()))
+    .returning(UserSession.last_item_seq)
+    .execution_options(synchronize_session=False, **NOTHING_COPIED_CHANGES),
+    changes_noted_by_caller=True,
+)
+# Locks a live session's row until the unit of work ends (SQLite: its
+# ``BEGIN IMMEDIATE`` holds the database's write lock already).
+_LOCK_LIVE = PreparedStatement(
+    select(UserSession.uuid)
+    .where(UserSession.uuid == bindparam("identity"), UserSession.live_clause(bindparam("now", type_=UTCDateTime())))
+    .with_for_update()
 )
 
 
@@ -164,6 +184,28 @@ class UserSessionRepository(BaseRepository[UserSession]):
             else:
                 publish_committed({user_session_uuid: row.version})
         return row
+
+    def reserve_item_seqs(self, user_session_uuid: uuid.UUID, count: int, *, now: datetime) -> int | None:
+        """Take the next ``count`` seqs of the live session's conversation and
+        return the last of them; None when the session is missing or not live.
+
+        Within a unit of work only: the session's row stays locked until it
+        ends, so no other append or pop of this session runs meanwhile.
+        """
+        self._require_unit_of_work()
+        row = self._first(_RESERVE_ITEM_SEQS, {"identity": user_session_uuid, "count": count, "now": now})
+        return None if row is None else int(row.last_item_seq)
+
+    def lock_live(self, user_session_uuid: uuid.UUID, *, now: datetime) -> bool:
+        """Lock the live session's row until the unit of work ends; False when
+        it is missing or not live. Changes of one session's items take this
+        lock first, so they run one at a time and never beside its deletion."""
+        self._require_unit_of_work()
+        return self._first(_LOCK_LIVE, {"identity": user_session_uuid, "now": now}) is not None
+
+    def _require_unit_of_work(self) -> None:
+        if not in_unit_of_work(self.db_session):
+            raise RuntimeError("a row lock outside a unit of work would end with its statement")
 
     def soft_delete(self, user_session: UserSession, *, now: datetime) -> UserSession:
         """Mark the session deleted; it stays restorable until purged."""

@@ -84,7 +84,7 @@ def _representation_table(schema_class: type[Schema]) -> tuple[tuple[str, str, _
             convert: _Converter = _datetime_or_none
         elif isinstance(field, fields.UUID):
             convert = _text_or_none
-        elif isinstance(field, fields.String | fields.Boolean | fields.Integer | fields.Dict | IPAddress):
+        elif isinstance(field, fields.String | fields.Boolean | fields.Integer | fields.Dict | fields.Raw | IPAddress):
             convert = _same
         else:
             raise TypeError(f"no fast conversion for {type(field).__name__} ({name})")

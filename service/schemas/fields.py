@@ -171,6 +171,20 @@ class JSONObject(fields.Dict):
         return value
 
 
+class JSONValue(fields.Raw):
+    """Any JSON value (``null`` included) within ``bounds``: stored and returned as sent."""
+
+    def __init__(self, *, bounds: DocumentBounds, **kwargs: Any) -> None:
+        super().__init__(allow_none=True, **kwargs)
+        self.bounds = bounds
+
+    def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> Any:
+        violation = self.bounds.violation(value)
+        if violation is not None:
+            raise ValidationError(violation)
+        return value
+
+
 def unstorable_string(value: Any) -> bool:
     """True when ``value`` holds a string PostgreSQL cannot store (NUL, lone surrogates)."""
     for _, item in walk(value):
