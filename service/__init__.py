@@ -16,6 +16,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from service import cache, observability, security
 from service.api import register_blueprints
+from service.api.bodies import BoundedRequest
 from service.api.converters import ItemIdConverter, UserSessionUUIDConverter
 from service.api.json_provider import JSONProvider
 from service.api.openapi import ServiceApi
@@ -39,14 +40,16 @@ API_SETTINGS = {
 
 
 class ServiceFlask(Flask):
-    """Flask, with bodies encoded by orjson (``service.json``), asking once per
-    function whether it is a coroutine function.
+    """Flask, with bodies encoded by orjson (``service.api.json_provider``) and
+    held to their limit however they are sent (``service.api.bodies``), asking
+    once per function whether it is a coroutine function.
 
     Flask asks before every call of a view, hook or error handler; the
     answer never changes, and asking costs more than most hooks do.
     """
 
     json_provider_class = JSONProvider
+    request_class = BoundedRequest
 
     def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
         if _is_coroutine_function(getattr(func, "__func__", func)):

@@ -35,7 +35,8 @@ STORED_HEADERS = ("Content-Type", "ETag", "Location")
 # was rolled back and the answer itself says to retry. Database failures never
 # become a stored response at all (see ``_respond``).
 FORGOTTEN_STATUSES = frozenset({400, 415, 422, 503})
-_VISIBLE_ASCII = re.compile(rf"[\x21-\x7e]{{1,{IDEMPOTENCY_KEY_MAX_LENGTH}}}")
+# Visible ASCII but the comma: a header sent twice reaches the app as its values joined by commas.
+_VISIBLE_ASCII = re.compile(rf"[\x21-\x2b\x2d-\x7e]{{1,{IDEMPOTENCY_KEY_MAX_LENGTH}}}")
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,11 @@ def idempotency_key() -> str | None:
         return None
     if len(values) > 1 or not _VISIBLE_ASCII.fullmatch(values[0]):
         raise InvalidHeader(
-            errors={HEADER: [f"Must be sent once, as 1-{IDEMPOTENCY_KEY_MAX_LENGTH} visible ASCII characters."]}
+            errors={
+                HEADER: [
+                    f"Must be sent once, as 1-{IDEMPOTENCY_KEY_MAX_LENGTH} visible ASCII characters other than a comma."
+                ]
+            }
         )
     return values[0]
 

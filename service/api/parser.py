@@ -30,32 +30,58 @@ PATCH_MEDIA_TYPES = (MERGE_PATCH_MEDIA_TYPE, JSON_MEDIA_TYPE)
 
 
 def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
+    raise _NotJSON(f"{name} is not a JSON value.")
 
 
 def _finite_float(text: str) -> float:
     value = float(text)
     if value in (float("inf"), float("-inf")):
-        raise ValueError("number out of range")
+        raise _NotJSON("a number is too large.")
     return value
 
 
+def _refuse_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object, unless a key repeats: which of its values counts is not for us to guess."""
+    seen: set[str] = set()
+    for key, _value in pairs:
+        if key in seen:
+            raise _NotJSON(f"the key {json.dumps(key)} appears twice in one object.")
+        seen.add(key)
+    return dict(pairs)
+
+
+class _NotJSON(ValueError):
+    """A reason, in the service's words, why a body is not the JSON it accepts."""
+
+
 def loads_strict(body: bytes) -> Any:
-    """Parse RFC 8259 JSON: UTF-8, no NaN or Infinity, finite numbers."""
+    """Parse RFC 8259 JSON: UTF-8 without a byte order mark, no NaN or Infinity,
+    finite numbers, no key twice in one object. Every refusal says why in the
+    service's words (``MalformedJSON``)."""
+    if body.startswith(b"\xef\xbb\xbf"):
+        raise MalformedJSON("The request body starts with a byte order mark; send UTF-8 without one.")
     try:
-        return json.loads(body.decode("utf-8"), parse_constant=_reject_constant, parse_float=_finite_float)
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedJSON("The request body is not valid UTF-8.") from None
+    try:
+        return json.loads(
+            text,
+            parse_constant=_reject_constant,
+            parse_float=_finite_float,
+            object_pairs_hook=_refuse_repeated_keys,
+        )
     except RecursionError:
         raise MalformedJSON("The JSON body nests too deeply.") from None
-    except (UnicodeDecodeError, ValueError) as error:
-        raise MalformedJSON(f"The request body is not valid JSON: {_short_reason(error)}") from None
-
-
-def _short_reason(error: Exception) -> str:
-    if isinstance(error, UnicodeDecodeError):
-        return "it is not UTF-8."
-    if isinstance(error, json.JSONDecodeError):
-        return f"{error.msg} at line {error.lineno}, column {error.colno}."
-    return f"{error}."
+    except _NotJSON as error:
+        raise MalformedJSON(f"The request body is not valid JSON: {error}") from None
+    except json.JSONDecodeError as error:
+        raise MalformedJSON(
+            f"The request body is not valid JSON: it goes wrong at line {error.lineno}, column {error.colno}."
+        ) from None
+    except ValueError:
+        # What else the decoder refuses is a number too long to read (over 4300 digits).
+        raise MalformedJSON("The request body is not valid JSON: a number has too many digits.") from None
 
 
 # Parsed query strings kept per parser: the most recent ones, short ones only.

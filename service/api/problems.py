@@ -85,7 +85,8 @@ def flatten_messages(messages: Any, prefix: str = "") -> dict[str, list[str]]:
     """Turn marshmallow's nested error messages into ``field -> [messages]``.
 
     webargs nests messages under the location (``{"json": {...}}``); those
-    location keys are dropped, and nested fields are joined with dots.
+    location keys are dropped, and nested fields are joined with dots; what
+    is said of a nested object as a whole is said of its name (``items.0``).
     """
     flat: dict[str, list[str]] = {}
     if isinstance(messages, Mapping):
@@ -93,6 +94,8 @@ def flatten_messages(messages: Any, prefix: str = "") -> dict[str, list[str]]:
             name = str(key)
             if not prefix and name in ("json", "query", "querystring", "headers", "view_args", "path"):
                 name = ""
+            elif prefix and name == "_schema":
+                name = ""  # a nested object as a whole (``items.0``), not a field of it
             flat.update(flatten_messages(value, f"{prefix}.{name}" if prefix and name else prefix or name))
     elif isinstance(messages, list) and all(isinstance(item, str) for item in messages):
         flat.setdefault(prefix or "_body", []).extend(messages)

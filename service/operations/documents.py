@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 
@@ -38,9 +39,24 @@ class DocumentBounds:
         """What ``document`` breaks, in the service's words, or None."""
         if depth(document) > self.max_depth:
             return f"Must nest at most {self.max_depth} levels deep."
-        if len(json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()) > self.max_bytes:
-            return f"Must be at most {self.max_bytes} bytes when serialised as JSON."
+        if stored_size(document) > self.max_bytes:
+            return f"Must be at most {self.max_bytes} bytes when serialised as JSON, as stored."
         return None
+
+
+def stored_size(document: Any) -> int:
+    """The bytes ``document`` takes serialised as it is stored and served.
+
+    PostgreSQL keeps JSON numbers as ``numeric`` and prints them in full:
+    ``1e308`` comes back as 309 digits. Every number is counted at the length
+    it is printed back with, so no body can grow past the bound once stored.
+    """
+    size = len(json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode())
+    for _level, item in walk(document):
+        if isinstance(item, float):
+            written = repr(item)
+            size += max(len(format(Decimal(written), "f")) - len(written), 0)
+    return size
 
 
 METADATA_BOUNDS = DocumentBounds(max_bytes=16 * 1024, max_depth=32)

@@ -29,7 +29,8 @@ def test_visible_ascii_keys_up_to_255_are_read_as_sent(key: str) -> None:
     assert key_of({"Idempotency-Key": key}) == key
 
 
-@pytest.mark.parametrize("key", ["", " ", "a b", "k" * 256, "\u00e9t\u00e9", "x\x7f"])
+# "a,b" is what a server hands on for the header sent twice (a, then b).
+@pytest.mark.parametrize("key", ["", " ", "a b", "k" * 256, "\u00e9t\u00e9", "x\x7f", "a,b"])
 def test_other_keys_are_refused(key: str) -> None:
     with pytest.raises(InvalidHeader) as refused:
         key_of({"Idempotency-Key": key})

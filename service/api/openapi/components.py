@@ -114,8 +114,10 @@ PARAMETERS: dict[str, dict[str, Any]] = {
         f"{IDEMPOTENCY_RETENTION} replays the first response (adding `Idempotent-Replayed: true`); the same "
         "key with another body is a 422; a retry while the first is in flight is a 409. Scoped by API key, "
         "method and path. Responses of 400, 415, 422 and 503, and a 409 WRITE_CONFLICT, are not remembered. "
-        "A key whose first request died mid-way is free again after 60 seconds.",
-        "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x21-\\x7E]+$"},
+        "A key whose first request died mid-way is free again after 60 seconds. Send it once: a key sent "
+        "twice is a 400. *Deviation from the contract*, which allows any visible ASCII: a comma is refused, "
+        "since servers join a repeated header's values with commas, and a key must never be two keys joined.",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x21-\\x2B\\x2D-\\x7E]+$"},
         "x-idempotency-retention": IDEMPOTENCY_RETENTION,
     },
 }
