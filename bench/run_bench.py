@@ -27,6 +27,7 @@ memory after the run, and the machine it ran on. ``--json FILE`` keeps it all.
 from __future__ import annotations
 
 import argparse
+import http.client
 import itertools
 import json
 import os
@@ -36,12 +37,14 @@ import re
 import shutil
 import statistics
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import psycopg
 import redis
@@ -55,6 +58,7 @@ from common import (
     libpq_dsn,
     log,
     migrate,
+    percentile,
     postgres_version,
     recreate_database,
     request,
@@ -68,8 +72,49 @@ from common import (
     write_live_uuids,
 )
 
-SCENARIOS = ("get", "get_hot", "post", "patch", "list_first", "list_deep")
-EXPECTED_STATUS = {"get": 200, "get_hot": 200, "post": 201, "patch": 200, "list_first": 200, "list_deep": 200}
+SCENARIOS = (
+    "get",
+    "get_hot",
+    "post",
+    "patch",
+    "list_first",
+    "list_deep",
+    "item_append",
+    "item_append_20",
+    "items_newest_20",
+    "items_newest_100k",
+    "items_deep_20",
+    "items_deep_100k",
+)
+EXPECTED_STATUS = {
+    "get": 200,
+    "get_hot": 200,
+    "post": 201,
+    "patch": 200,
+    "list_first": 200,
+    "list_deep": 200,
+    "item_append": 201,
+    "item_append_20": 201,
+    "items_newest_20": 200,
+    "items_newest_100k": 200,
+    "items_deep_20": 200,
+    "items_deep_100k": 200,
+}
+# Items appended per request by the append scenarios.
+APPEND_BATCH = {"item_append": 1, "item_append_20": 20}
+# The two histories the items reads run on: a short one and a long one.
+HISTORIES = {"20": 20, "100k": 100_000}
+# The items reads: the newest page, and a page reached by a token at 90 % of the history.
+NEWEST_LIMIT = 20
+# A 20-item history holds 2 items past its 90 %: the deep page of either history has that many.
+DEEP_LIMIT = 2
+# Pairs whose costs the issue bounds: (scenario, the one it is compared with, the bound on its cost ratio).
+COST_BOUNDS = (
+    ("item_append", "post", 1.25),
+    ("item_append_20", "item_append", 2.0),
+    ("items_newest_100k", "items_newest_20", 1.1),
+    ("items_deep_100k", "items_deep_20", 1.1),
+)
 FIRST_PAGE = "/user-sessions?limit=50"
 # POSTs mark what they make, so it can be deleted after each run (seeded rows have no such key).
 POSTED_MARK = '{"source": "bench-post"}'
@@ -81,6 +126,8 @@ class Target:
     name: str
     server: Server
     deep_path: str = ""
+    # The path each items read requests (the same on every target: one database).
+    item_paths: dict[str, str] = field(default_factory=dict)
     runs: dict[str, list[LoadResult]] = field(default_factory=dict)
     cpu_ms: dict[str, list[float]] = field(default_factory=dict)
     # Of the reads that asked the cache during a run, the share it answered (targets with Redis).
@@ -123,6 +170,155 @@ def delete_posted(database_url: str) -> int:
         return connection.execute("DELETE FROM user_sessions WHERE metadata @> %s::jsonb", (POSTED_MARK,)).rowcount
 
 
+def seed_items(database_url: str, uuids: list[str]) -> dict[str, str]:
+    """Give two live sessions (the last two of ``uuids``, out of get_hot's set) histories
+    of 20 and 100,000 items, as an agent SDK stores them; return their uuids by name."""
+    started = time.monotonic()
+    sessions = {name: uuids[-1 - index] for index, name in enumerate(HISTORIES)}
+    with psycopg.connect(libpq_dsn(database_url), autocommit=True) as connection:
+        for name, count in HISTORIES.items():
+            connection.execute(
+                "INSERT INTO conversation_items (user_session_uuid, seq, id, type, role, content, created_at) "
+                "SELECT %(uuid)s, i, gen_random_uuid(), 'message', "
+                "CASE WHEN i %% 2 = 0 THEN 'assistant' ELSE 'user' END, "
+                "jsonb_build_object('role', CASE WHEN i %% 2 = 0 THEN 'assistant' ELSE 'user' END, "
+                "'content', 'Turn ' || i || ' of a conversation with Maria about the weather.'), now() "
+                "FROM generate_series(1, %(count)s) AS i",
+                {"uuid": sessions[name], "count": count},
+            )
+            connection.execute(
+                "UPDATE user_sessions SET last_item_seq = %(count)s WHERE uuid = %(uuid)s",
+                {"uuid": sessions[name], "count": count},
+            )
+        connection.execute("VACUUM ANALYZE conversation_items")
+    log(f"seeded histories of {', '.join(HISTORIES)} items in {time.monotonic() - started:.1f} s")
+    return sessions
+
+
+def item_paths(port: int, sessions: dict[str, str]) -> dict[str, str]:
+    """The path of each items read. The deep page is found through the contract,
+    as a client would: pages of 500 (of 18 for the short history) oldest first,
+    up to the one that ends at 90 % of the history; its token, with a smaller
+    ``limit`` (which may change between pages), asks for the page after."""
+    paths: dict[str, str] = {}
+    for name, count in HISTORIES.items():
+        base = f"/user-sessions/{sessions[name]}/items"
+        paths[f"items_newest_{name}"] = f"{base}?order=desc&limit={NEWEST_LIMIT}"
+        deep = int(0.9 * count)
+        step = min(500, deep)
+        token = ""
+        for _ in range(deep // step):
+            query = f"?limit={step}" + (f"&page_token={quote(token)}" if token else "")
+            status, body = request(port, "GET", base + query, timeout=30)
+            assert status == 200, body
+            page = json.loads(body)
+            token = page["next_page_token"]
+        assert page["items"][-1]["seq"] == deep, page["items"][-1]
+        path = f"{base}?limit={DEEP_LIMIT}&page_token={quote(token)}"
+        status, body = request(port, "GET", path)
+        assert status == 200, body
+        assert [item["seq"] for item in json.loads(body)["items"]] == [deep + 1, deep + 2]
+        paths[f"items_deep_{name}"] = path
+    return paths
+
+
+def delete_appended(database_url: str, sessions: dict[str, str]) -> int:
+    """The items the append scenarios made (every item but the two histories')."""
+    with psycopg.connect(libpq_dsn(database_url), autocommit=True) as connection:
+        return connection.execute(
+            "DELETE FROM conversation_items WHERE user_session_uuid <> ALL(%s::uuid[])", (list(sessions.values()),)
+        ).rowcount
+
+
+@dataclass
+class RaceResult:
+    clients: int
+    seconds: float
+    batches: int
+    items: int
+    errors: int
+    # Batches whose seqs were not consecutive, and seqs given twice (both must be 0).
+    broken_batches: int
+    repeated_seqs: int
+    stored_match: bool
+    p50_ms: float
+    p99_ms: float
+
+
+def race_appends(port: int, user_session_uuid: str, clients: int, duration: float, batch: int = 3) -> RaceResult:
+    """``clients`` threads appending batches to one session for ``duration`` seconds:
+    every batch must come back with consecutive seqs, no seq twice, and the
+    history must hold exactly what was acknowledged."""
+    path = f"/user-sessions/{user_session_uuid}/items"
+    deadline = time.monotonic() + duration
+    lock = threading.Lock()
+    given: list[list[int]] = []
+    latencies: list[float] = []
+    errors = [0]
+
+    def client(index: int) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        sent = 0
+        while time.monotonic() < deadline:
+            sent += 1
+            items = [
+                {"role": "user", "content": {"client": index, "batch": sent, "part": part}} for part in range(batch)
+            ]
+            body = json.dumps({"items": items}).encode()
+            started = time.perf_counter()
+            try:
+                connection.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+                response = connection.getresponse()
+                answer = response.read()
+            except (OSError, http.client.HTTPException):
+                with lock:
+                    errors[0] += 1
+                connection.close()
+                continue
+            elapsed = (time.perf_counter() - started) * 1000
+            with lock:
+                latencies.append(elapsed)
+                if response.status != 201:
+                    errors[0] += 1
+                else:
+                    given.append([item["seq"] for item in json.loads(answer)["items"]])
+        connection.close()
+
+    threads = [threading.Thread(target=client, args=(index,)) for index in range(clients)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.monotonic() - started
+    broken = sum(1 for seqs in given if seqs != list(range(seqs[0], seqs[0] + len(seqs))))
+    every = [seq for seqs in given for seq in seqs]
+    stored: list[int] = []
+    token = ""
+    while True:
+        query = "?limit=500" + (f"&page_token={quote(token)}" if token else "")
+        status, body = request(port, "GET", path + query, timeout=30)
+        assert status == 200, body
+        page = json.loads(body)
+        stored += [item["seq"] for item in page["items"]]
+        token = page["next_page_token"]
+        if not token:
+            break
+    ordered = sorted(latencies)
+    return RaceResult(
+        clients=clients,
+        seconds=round(seconds, 1),
+        batches=len(given),
+        items=len(every),
+        errors=errors[0],
+        broken_batches=broken,
+        repeated_seqs=len(every) - len(set(every)),
+        stored_match=sorted(every) == stored,
+        p50_ms=round(percentile(ordered, 0.5), 2),
+        p99_ms=round(percentile(ordered, 0.99), 2),
+    )
+
+
 def python_requests(scenario: str, uuids: list[str], hot: int, deep_path: str) -> Callable[[random.Random], Request]:
     """The Python client's version of each shape of ``bench/wrk/scenario.lua``."""
     counter = itertools.count(1)
@@ -154,7 +350,19 @@ def python_requests(scenario: str, uuids: list[str], hot: int, deep_path: str) -
     def deep(rng: random.Random) -> Request:
         return Request("GET", deep_path)
 
+    def append(rng: random.Random) -> Request:
+        sent = next(counter)
+        items = [
+            {"type": "message", "role": "user", "content": {"role": "user", "content": f"Hello Maria, turn {sent}"}}
+            for _ in range(APPEND_BATCH[scenario])
+        ]
+        body = json.dumps({"items": items}).encode()
+        return Request("POST", f"/user-sessions/{rng.choice(uuids)}/items", body, {"Content-Type": "application/json"})
+
     shapes = {"get": get, "get_hot": get_hot, "post": post, "patch": patch, "list_first": first, "list_deep": deep}
+    shapes.update(dict.fromkeys(APPEND_BATCH, append))
+    if scenario.startswith("items_"):
+        return lambda rng: Request("GET", deep_path)  # the items read's own path (see Load)
     return shapes[scenario]
 
 
@@ -169,13 +377,21 @@ class Load:
 
     def __call__(self, target: Target, scenario: str, duration: float) -> LoadResult:
         args = self.args
+        path = target.item_paths.get(scenario, target.deep_path)
         if self.use_wrk:
             settings = {"BENCH_UUIDS": str(self.uuids_path), "BENCH_HOT": str(args.hot)}
+            shape = scenario
             if scenario.startswith("list_"):
                 settings["BENCH_PATH"] = FIRST_PAGE if scenario == "list_first" else target.deep_path
-            shape = "path" if scenario.startswith("list_") else scenario
+                shape = "path"
+            elif scenario.startswith("items_"):
+                settings["BENCH_PATH"] = path
+                shape = "path"
+            elif scenario in APPEND_BATCH:
+                settings["BENCH_BATCH"] = str(APPEND_BATCH[scenario])
+                shape = "items"
             return run_wrk(target.server.port, shape, duration, args.connections, args.threads, args.timeout, settings)
-        make_request = python_requests(scenario, self.uuids, args.hot, target.deep_path)
+        make_request = python_requests(scenario, self.uuids, args.hot, path)
         return run_python_load(
             target.server.port, make_request, EXPECTED_STATUS[scenario], duration, args.connections, args.timeout
         )
@@ -233,6 +449,15 @@ def deep_first_ratio(target: Target) -> float | None:
     return round(statistics.median(d.rate / f.rate for f, d in zip(firsts, deeps, strict=True) if f.rate), 3)
 
 
+def cost_ratio(target: Target, scenario: str, baseline: str) -> float | None:
+    """How much one request of ``scenario`` costs against one of ``baseline``:
+    each round's req/s of the baseline over the scenario's, then the median."""
+    runs, base = target.runs.get(scenario), target.runs.get(baseline)
+    if not runs or not base:
+        return None
+    return round(statistics.median(b.rate / r.rate for b, r in zip(base, runs, strict=True) if r.rate), 3)
+
+
 def report(result: dict[str, Any]) -> str:
     m, s = result["machine"], result["settings"]
     lines = [
@@ -258,6 +483,22 @@ def report(result: dict[str, Any]) -> str:
     ratios = [f"{name} {ratio:.2f}" for name, ratio in result["deep_first_ratio"].items() if ratio is not None]
     if ratios:
         lines.append(f"list_deep/list_first req/s (median of per-round ratios): {', '.join(ratios)}")
+    for name, ratios in result["cost_ratios"].items():
+        shown = [
+            f"{scenario}/{baseline} {ratio:.2f} (at most {bound:g})"
+            for (scenario, baseline, bound), ratio in zip(COST_BOUNDS, ratios, strict=True)
+            if ratio is not None
+        ]
+        if shown:
+            lines.append(f"cost per request (median of per-round req/s ratios), {name}: {', '.join(shown)}")
+    for name, race in result["item_races"].items():
+        lines.append(
+            f"items race, {name}: {race['clients']} clients appending batches of 3 to one session for "
+            f"{race['seconds']} s: {race['batches']} batches ({race['items']} items), {race['errors']} errors, "
+            f"{race['broken_batches']} batches not consecutive, {race['repeated_seqs']} seqs given twice, "
+            f"history {'holds exactly' if race['stored_match'] else 'DIFFERS FROM'} what was acknowledged; "
+            f"p50 {race['p50_ms']:.1f} ms, p99 {race['p99_ms']:.1f} ms"
+        )
     for name, sizes in result["rss_mib"].items():
         lines.append(f"RSS per worker after the run, {name}: {', '.join(f'{size:.1f}' for size in sizes)} MiB")
     for name, (hits, misses) in result["cache"].items():
@@ -291,6 +532,10 @@ def main() -> None:
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated subset, run in this order")
     parser.add_argument("--python-load", action="store_true", help="use the Python client even if wrk is there")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write every number here")
+    parser.add_argument(
+        "--race-seconds", type=float, default=30, help="seconds of the items race against project (0: none)"
+    )
+    parser.add_argument("--race-clients", type=int, default=16, help="clients of the items race")
     args = parser.parse_args()
     scenarios = [name.strip() for name in args.scenarios.split(",") if name.strip()]
     unknown = sorted(set(scenarios) - set(SCENARIOS))
@@ -306,6 +551,7 @@ def main() -> None:
     seeded = seed(database_url, args.rows)
     uuids_path = workdir / "uuids.txt"
     write_live_uuids(database_url, uuids_path)
+    histories = seed_items(database_url, uuids_path.read_text().split())
     removed = forget_cache(args.redis_url)
     if removed:
         log(f"deleted {removed} cache keys of an earlier run from {args.redis_url}")
@@ -325,8 +571,10 @@ def main() -> None:
         readiness = json.loads(request(targets[1].server.port, "GET", "/readyz")[1])
         if readiness.get("cache") != "ok":
             raise RuntimeError(f"project_redis does not reach Redis at {args.redis_url}: {readiness}")
+        paths = item_paths(targets[0].server.port, histories)
         for target in targets:
             target.deep_path = deep_list_path(target.server.port, seeded.deep_before)
+            target.item_paths = paths
             if args.warmup > 0:
                 load(target, "get", args.warmup)
                 target.server.drain()
@@ -350,11 +598,23 @@ def main() -> None:
                     target.runs.setdefault(scenario, []).append(result)
                     target.cpu_ms.setdefault(scenario, []).append(cpu * 1000 / max(1, result.requests))
                     posted = delete_posted(database_url) if scenario == "post" else 0
+                    if scenario in APPEND_BATCH:
+                        posted = delete_appended(database_url, histories)
                     log(
                         f"  round {round_number + 1} {scenario:<10} {target.name:<14} {result.rate:8.1f} req/s  "
                         f"p50 {result.p50_ms:6.1f} ms  p99 {result.p99_ms:6.1f} ms  errors {result.errors}"
-                        + (f"  (deleted {posted} posted rows)" if scenario == "post" else "")
+                        + (
+                            f"  (deleted {posted} posted rows)"
+                            if scenario == "post" or scenario in APPEND_BATCH
+                            else ""
+                        )
                     )
+        races: dict[str, RaceResult] = {}
+        if args.race_seconds > 0:
+            raced = uuids_path.read_text().split()[-3]  # a session of its own
+            races["project"] = race_appends(targets[0].server.port, raced, args.race_clients, args.race_seconds)
+            targets[0].server.drain()
+            log(f"  items race: {races['project']}")
         rss = {t.name: [round(rss_mib(pid), 1) for pid in worker_pids(t.server.pid)] for t in targets}
         cache = {t.name: cache_hits(t.server) for t in targets if t.cached}
         classes = sorted({worker_class(t.server.log_path) for t in targets})
@@ -381,6 +641,8 @@ def main() -> None:
         },
         "results": {t.name: summary(t) for t in targets},
         "deep_first_ratio": {t.name: deep_first_ratio(t) for t in targets},
+        "cost_ratios": {t.name: [cost_ratio(t, a, b) for a, b, _bound in COST_BOUNDS] for t in targets},
+        "item_races": {name: race.__dict__ for name, race in races.items()},
         "rss_mib": rss,
         "cache": cache,
         "seconds": round(time.monotonic() - started, 1),

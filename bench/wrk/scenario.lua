@@ -6,6 +6,8 @@
 --            (metadata.source is "bench-post", so the harness can delete what it made)
 --   patch    PATCH /user-sessions/<a random live uuid>  merge patch: name, email expects 200
 --   path     GET   BENCH_PATH (a list page)                                      expects 200
+--   items    POST  /user-sessions/<a random live uuid>/items  BENCH_BATCH (1) items expects 201
+--            (each a small message, as an agent SDK stores a turn)
 --
 -- Any other status is an error (counted in response(), which wrk calls for
 -- every reply); done() prints one line, "BENCHJSON {...}", with the count,
@@ -69,6 +71,22 @@ local shapes = {
         thread_id, sent, thread_id, sent)
       return wrk.format("PATCH", random_session_path(),
         {["Content-Type"] = "application/merge-patch+json"}, body)
+    end,
+  },
+  items = {
+    status = 201,
+    init = function() uuids = read_uuids() end,
+    request = function()
+      sent = sent + 1
+      local batch = tonumber(os.getenv("BENCH_BATCH") or "1")
+      local items = {}
+      for index = 1, batch do
+        items[index] = string.format(
+          '{"type":"message","role":"user","content":{"role":"user","content":"Hello Maria, turn %d-%d-%d"}}',
+          thread_id, sent, index)
+      end
+      local body = '{"items":[' .. table.concat(items, ",") .. ']}'
+      return wrk.format("POST", random_session_path() .. "/items", {["Content-Type"] = "application/json"}, body)
     end,
   },
   path = {

@@ -108,8 +108,8 @@ class ConversationItemPop(MethodView):
     @idempotent
     @blp.response(200, ConversationItemSchema, description="The item removed: the newest one.")
     @blp.alt_response(
-        404, description="No live session has this uuid (USER_SESSION_NOT_FOUND), or it holds no items "
-        "(ITEM_NOT_FOUND)."
+        404,
+        description="No live session has this uuid (USER_SESSION_NOT_FOUND), or it holds no items (ITEM_NOT_FOUND).",
     )
     def post(self, _query: dict[str, Any], user_session_uuid: uuid.UUID) -> Any:
         """Remove the newest item of a session's conversation and return it.
@@ -126,8 +126,9 @@ class ConversationItem(MethodView):
     @blp.arguments(NoArgsSchema, location="query", error_status_code=400)
     @blp.response(200, ConversationItemSchema)
     @blp.alt_response(
-        404, description="No live session has this uuid (USER_SESSION_NOT_FOUND), or it holds no item with this id "
-        "(ITEM_NOT_FOUND)."
+        404,
+        description="No live session has this uuid (USER_SESSION_NOT_FOUND), or it holds no item with this id "
+        "(ITEM_NOT_FOUND).",
     )
     def get(self, _query: dict[str, Any], user_session_uuid: uuid.UUID, item_id: uuid.UUID) -> Any:
         """Read one item of a session's conversation."""
@@ -137,8 +138,9 @@ class ConversationItem(MethodView):
     @blp.arguments(NoArgsSchema, location="query", error_status_code=400)
     @blp.response(204)
     @blp.alt_response(
-        404, description="No live session has this uuid (USER_SESSION_NOT_FOUND), or it holds no item with this id "
-        "(ITEM_NOT_FOUND)."
+        404,
+        description="No live session has this uuid (USER_SESSION_NOT_FOUND), or it holds no item with this id "
+        "(ITEM_NOT_FOUND).",
     )
     def delete(self, _query: dict[str, Any], user_session_uuid: uuid.UUID, item_id: uuid.UUID) -> None:
         """Remove one item of a session's conversation."""

@@ -49,3 +49,6 @@ class ItemIdConverter(UserSessionUUIDConverter):
     404 ``ITEM_NOT_FOUND``, like an id that does not exist."""
 
     malformed = MalformedItemId
+    # Not ``pop``: that segment is the route of its own (``…/items/pop``), so
+    # it answers only POST, and its ``Allow`` names only POST.
+    regex = r"(?!pop$)[^/]+"

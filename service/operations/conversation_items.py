@@ -54,9 +54,7 @@ def append_items(user_session_uuid: uuid.UUID, items: Sequence[Mapping[str, Any]
     now = utcnow()
     try:
         with get_db_session() as db_session:
-            last_seq = get_user_session_repository(db_session).reserve_item_seqs(
-                user_session_uuid, len(items), now=now
-            )
+            last_seq = get_user_session_repository(db_session).reserve_item_seqs(user_session_uuid, len(items), now=now)
             if last_seq is None:
                 raise UserSessionNotFound()
             first_seq = last_seq - len(items) + 1

@@ -50,8 +50,7 @@ _DELETE_NEWEST = (
     delete(ConversationItem)
     .where(
         _session_is(),
-        ConversationItem.seq
-        == select(func.max(ConversationItem.seq)).where(_session_is()).scalar_subquery(),
+        ConversationItem.seq == select(func.max(ConversationItem.seq)).where(_session_is()).scalar_subquery(),
     )
     .returning(*attribute_columns(ConversationItem))
     .execution_options(synchronize_session=False)

@@ -267,7 +267,9 @@ def list_all(client: FlaskClient, user_session_uuid: str, *, limit: int, **query
 
 @pytest.mark.parametrize("limit", [1, 2, 3, 9, 10, 500])
 @pytest.mark.parametrize("order", ["asc", "desc"])
-def test_page_tokens_walk_the_whole_history_once(client: FlaskClient, user_session: str, limit: int, order: str) -> None:
+def test_page_tokens_walk_the_whole_history_once(
+    client: FlaskClient, user_session: str, limit: int, order: str
+) -> None:
     appended(client, user_session, *({"content": index} for index in range(9)))
     expected = list(range(1, 10))
     assert list_all(client, user_session, limit=limit, order=order) == (expected if order == "asc" else expected[::-1])
@@ -345,7 +347,9 @@ def test_a_bad_list_query_is_a_400_naming_the_parameter(
         ("post", "?x=1"),
     ],
 )
-def test_operations_without_parameters_refuse_any(client: FlaskClient, user_session: str, method: str, suffix: str) -> None:
+def test_operations_without_parameters_refuse_any(
+    client: FlaskClient, user_session: str, method: str, suffix: str
+) -> None:
     kwargs = {"json": {"items": [{"content": 1}]}} if method == "post" and "pop" not in suffix else {}
     response = getattr(client, method)(items_url(user_session, suffix), **kwargs)
     assert_problem(response, 400, "INVALID_QUERY_PARAMETER")
@@ -379,11 +383,20 @@ def test_an_item_is_found_only_under_its_own_session(
     assert client.get(items_url(user_session, f"/{item['id']}")).status_code == 200
 
 
-@pytest.mark.parametrize("item_id", [str(uuid.uuid4()), "not-a-uuid", "pop"])
-def test_an_unknown_or_malformed_item_id_is_item_not_found(client: FlaskClient, user_session: str, item_id: str) -> None:
+@pytest.mark.parametrize("item_id", [str(uuid.uuid4()), "not-a-uuid", "popped"])
+def test_an_unknown_or_malformed_item_id_is_item_not_found(
+    client: FlaskClient, user_session: str, item_id: str
+) -> None:
     appended(client, user_session, {"content": 1})
     assert_problem(client.get(items_url(user_session, f"/{item_id}")), 404, "ITEM_NOT_FOUND")
     assert_problem(client.delete(items_url(user_session, f"/{item_id}")), 404, "ITEM_NOT_FOUND")
+
+
+def test_pop_is_a_path_of_its_own_that_only_posts(client: FlaskClient, user_session: str) -> None:
+    for method in ("get", "delete"):
+        response = getattr(client, method)(items_url(user_session, "/pop"))
+        assert_problem(response, 405, "METHOD_NOT_ALLOWED")
+        assert set(response.headers["Allow"].split(", ")) == {"OPTIONS", "POST"}
 
 
 def test_pop_removes_and_returns_the_newest_item_until_none_is_left(client: FlaskClient, user_session: str) -> None:

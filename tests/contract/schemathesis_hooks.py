@@ -71,13 +71,16 @@ def filter_failure(context: Any, failure: Failure, case: Any, response: Any) -> 
 
 
 def _may_reach_deleted(request: Any) -> bool:
-    """Requests the contract lets find a soft-deleted session: GET and HEAD with
-    ``include_deleted=true``, restore, and purge."""
+    """Requests the contract lets find a soft-deleted session (GET and HEAD with
+    ``include_deleted=true``, restore, and purge), or a cleared collection of items."""
     url = request.path_url
     path = url.split("?")[0]
     if request.method in ("GET", "HEAD") and "include_deleted=true" in url:
         return True
     if request.method == "POST" and path.endswith("/restore"):
+        return True
+    # Clearing a session's items leaves the collection: it lists (empty) and takes appends.
+    if path.endswith("/items"):
         return True
     return request.method == "DELETE" and "purge=true" in url
 

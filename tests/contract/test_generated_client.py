@@ -53,8 +53,8 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
         sys.path.remove(str(root))
 
 
-def api(generated: ModuleType, name: str) -> Any:
-    return importlib.import_module(f"{PACKAGE}.api.user_sessions.{name}")
+def api(generated: ModuleType, name: str, tag: str = "user_sessions") -> Any:
+    return importlib.import_module(f"{PACKAGE}.api.{tag}.{name}")
 
 
 def models(generated: ModuleType) -> Any:
@@ -158,3 +158,65 @@ def test_lists_following_next_page_token(generated: ModuleType, authenticated: A
         token = page.parsed.next_page_token
     assert pages == 3
     assert sorted(listed) == sorted(created)
+
+
+def test_appends_lists_pops_reads_and_clears_conversation_items(generated: ModuleType, authenticated: Any) -> None:
+    model = models(generated)
+
+    def items_api(name: str) -> Any:
+        return api(generated, name, tag="conversation_items")
+
+    user_session = (
+        api(generated, "create_user_session").sync_detailed(client=authenticated, body=model.UserSessionCreate()).parsed
+    )
+    body = model.ItemsAppend(
+        items=[
+            model.ConversationItemIn.from_dict({"content": {"role": "user", "content": "Hi"}, "role": "user"}),
+            model.ConversationItemIn.from_dict({"content": "tool output", "type": "function_call_output"}),
+            model.ConversationItemIn.from_dict({"content": [1, 2, 3], "role": "assistant"}),
+        ]
+    )
+    appended = items_api("append_conversation_items").sync_detailed(
+        user_session.uuid, client=authenticated, body=body, idempotency_key=uuid.uuid4().hex
+    )
+    assert appended.status_code == 201
+    stored = appended.parsed.items
+    assert [item.seq for item in stored] == [1, 2, 3]
+    assert stored[0].content == {"role": "user", "content": "Hi"}
+    assert stored[1].type_ == "function_call_output"
+
+    newest = items_api("list_conversation_items").sync_detailed(
+        user_session.uuid, client=authenticated, order=model.ListConversationItemsOrder.DESC, limit=2
+    )
+    assert newest.status_code == 200
+    assert [item.seq for item in newest.parsed.items] == [3, 2]
+    rest = items_api("list_conversation_items").sync_detailed(
+        user_session.uuid,
+        client=authenticated,
+        order=model.ListConversationItemsOrder.DESC,
+        limit=2,
+        page_token=newest.parsed.next_page_token,
+    )
+    assert [item.seq for item in rest.parsed.items] == [1]
+    assert not rest.parsed.next_page_token
+
+    popped = items_api("pop_conversation_item").sync_detailed(
+        user_session.uuid, client=authenticated, idempotency_key=uuid.uuid4().hex
+    )
+    assert popped.status_code == 200
+    assert popped.parsed.seq == 3
+    read = items_api("get_conversation_item").sync_detailed(user_session.uuid, stored[0].id, client=authenticated)
+    assert read.parsed.to_dict() == stored[0].to_dict()
+    assert (
+        items_api("delete_conversation_item")
+        .sync_detailed(user_session.uuid, stored[0].id, client=authenticated)
+        .status_code
+        == 204
+    )
+    gone = items_api("get_conversation_item").sync_detailed(user_session.uuid, stored[0].id, client=authenticated)
+    assert gone.status_code == 404
+    assert gone.parsed.code == "ITEM_NOT_FOUND"
+    cleared = items_api("clear_conversation_items").sync_detailed(user_session.uuid, client=authenticated)
+    assert cleared.status_code == 204
+    empty = items_api("list_conversation_items").sync_detailed(user_session.uuid, client=authenticated)
+    assert empty.parsed.items == []

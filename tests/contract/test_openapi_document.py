@@ -44,6 +44,12 @@ CONTRACT_OPERATIONS = {
     ("post", "/user-sessions/{user_session_uuid}/email-verification/check"): "checkEmailVerification",
     ("get", "/metrics"): "getMetrics",
     ("get", "/user-sessions"): "listUserSessions",
+    ("post", "/user-sessions/{user_session_uuid}/items"): "appendConversationItems",
+    ("get", "/user-sessions/{user_session_uuid}/items"): "listConversationItems",
+    ("delete", "/user-sessions/{user_session_uuid}/items"): "clearConversationItems",
+    ("post", "/user-sessions/{user_session_uuid}/items/pop"): "popConversationItem",
+    ("get", "/user-sessions/{user_session_uuid}/items/{item_id}"): "getConversationItem",
+    ("delete", "/user-sessions/{user_session_uuid}/items/{item_id}"): "deleteConversationItem",
 }
 
 
@@ -240,8 +246,44 @@ def test_every_created_or_read_session_links_to_the_operations_on_it(document: d
         "updateUserSession",
         "deleteUserSession",
         "restoreUserSession",
+        "appendConversationItems",
+        "listConversationItems",
+        "popConversationItem",
+        "clearConversationItems",
     }
     assert links["UpdateUserSession"]["parameters"]["header.If-Match"] == "$response.header.ETag"
+
+
+def test_each_items_operation_lists_the_statuses_the_contract_gives_it(document: dict[str, Any]) -> None:
+    items = "/user-sessions/{user_session_uuid}/items"
+    common = {"400", "401", "404", "429", "500", "503"}
+    body = {"413", "415", "422"}
+    idempotent = {"409", "422"}
+    assert statuses(document, "post", items) == common | body | idempotent | {"201", "403"}
+    assert statuses(document, "get", items) == common | {"200"}
+    assert statuses(document, "delete", items) == common | {"204", "403"}
+    assert statuses(document, "post", items + "/pop") == common | idempotent | {"200", "403"}
+    assert statuses(document, "get", items + "/{item_id}") == common | {"200"}
+    assert statuses(document, "delete", items + "/{item_id}") == common | {"204", "403"}
+    append = document["paths"][items]["post"]
+    assert "1 MiB" in append["responses"]["413"]["description"]
+    assert "ITEM_ALREADY_EXISTS" in append["responses"]["409"]["description"]
+    assert {resolve(document, parameter)["name"] for parameter in append["parameters"]} >= {"Idempotency-Key"}
+    assert "Idempotency-Key" in {
+        resolve(document, parameter)["name"] for parameter in document["paths"][items + "/pop"]["post"]["parameters"]
+    }
+    for operation in ("get", "post", "delete"):
+        for response in document["paths"][items][operation]["responses"].values():
+            assert {"Cache-Control", "Vary"} <= set(response["headers"])
+
+
+def test_an_item_links_to_the_operations_on_it(document: dict[str, Any]) -> None:
+    popped = document["paths"]["/user-sessions/{user_session_uuid}/items/pop"]["post"]["responses"]["200"]["links"]
+    assert {link["operationId"] for link in popped.values()} == {"getConversationItem", "deleteConversationItem"}
+    assert popped["GetConversationItem"]["parameters"] == {
+        "user_session_uuid": "$request.path.user_session_uuid",
+        "item_id": "$response.body#/id",
+    }
 
 
 def test_the_json_document_is_deterministic(spec_client: FlaskClient) -> None:

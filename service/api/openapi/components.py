@@ -185,4 +185,13 @@ SESSION_OPERATIONS = {
     "updateUserSession": True,
     "deleteUserSession": True,
     "restoreUserSession": True,
+    "appendConversationItems": False,
+    "listConversationItems": False,
+    "popConversationItem": False,
+    "clearConversationItems": False,
 }
+CONVERSATION_ITEM_SCHEMA_REF = "#/components/schemas/ConversationItem"
+CONVERSATION_ITEMS_SCHEMA_REF = "#/components/schemas/ConversationItems"
+ITEM_PATH_PARAMETER = "item_id"
+# The operations a client can call on an item it has just received.
+ITEM_OPERATIONS = ("getConversationItem", "deleteConversationItem")

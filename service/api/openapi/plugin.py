@@ -14,7 +14,8 @@ completely by declaring only what is specific to it:
   ``If-Match`` 412; a POST under ``/user-sessions`` takes ``Idempotency-Key``;
 - PATCH accepts ``application/json`` beside ``application/merge-patch+json``;
 - a GET marked with ``Blueprint.documents_head`` gets its HEAD twin;
-- every response that returns a user session links to the operations on it.
+- every response that returns a user session links to the operations on it,
+  and one that returns an item (or the items an append stored) to those on it.
 
 ``openapi.yaml`` at the repository root is :func:`render_yaml` of
 :func:`openapi_document`, byte for byte.
@@ -31,10 +32,14 @@ from flask_smorest import Api
 from marshmallow import fields
 
 from service.api.openapi.components import (
+    CONVERSATION_ITEM_SCHEMA_REF,
+    CONVERSATION_ITEMS_SCHEMA_REF,
     DESCRIPTION,
     HEAD_OPERATION_ID,
     HEADERS,
     IDEMPOTENCY_RETENTION,
+    ITEM_OPERATIONS,
+    ITEM_PATH_PARAMETER,
     NOT_IDEMPOTENT,
     PARAMETERS,
     REASONS,
@@ -200,14 +205,16 @@ def _complete_response(
         headers.setdefault(name, name)
     if status == 429:
         headers.setdefault("Retry-After", {**copy.deepcopy(HEADERS["Retry-After"]), "required": False})
-    if status < 300 and _returns_user_session(response):
+    if status < 300 and _returns(response, USER_SESSION_SCHEMA_REF):
         response.setdefault("links", user_session_links())
+    if status < 300 and _returns(response, CONVERSATION_ITEM_SCHEMA_REF):
+        response.setdefault("links", item_links("$response.body#/id"))
+    if status < 300 and _returns(response, CONVERSATION_ITEMS_SCHEMA_REF):
+        response.setdefault("links", item_links("$response.body#/items/0/id"))
 
 
-def _returns_user_session(response: dict[str, Any]) -> bool:
-    return any(
-        media.get("schema", {}).get("$ref") == USER_SESSION_SCHEMA_REF for media in response.get("content", {}).values()
-    )
+def _returns(response: dict[str, Any], schema_ref: str) -> bool:
+    return any(media.get("schema", {}).get("$ref") == schema_ref for media in response.get("content", {}).values())
 
 
 def user_session_links() -> dict[str, Any]:
@@ -219,6 +226,20 @@ def user_session_links() -> dict[str, Any]:
             parameters["header.If-Match"] = "$response.header.ETag"
         links[operation_id[0].upper() + operation_id[1:]] = {"operationId": operation_id, "parameters": parameters}
     return links
+
+
+def item_links(item_id: str) -> dict[str, Any]:
+    """OpenAPI links from a response carrying an item (its id at ``item_id``) to the operations on it."""
+    return {
+        operation_id[0].upper() + operation_id[1:]: {
+            "operationId": operation_id,
+            "parameters": {
+                USER_SESSION_PATH_PARAMETER: f"$request.path.{USER_SESSION_PATH_PARAMETER}",
+                ITEM_PATH_PARAMETER: item_id,
+            },
+        }
+        for operation_id in ITEM_OPERATIONS
+    }
 
 
 def head_twin(get_operation: dict[str, Any], operation_id: str) -> dict[str, Any]:

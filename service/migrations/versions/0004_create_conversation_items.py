@@ -20,9 +20,7 @@ JSON_DOCUMENT = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 
 def upgrade():
-    op.add_column(
-        "user_sessions", sa.Column("last_item_seq", sa.BigInteger(), server_default="0", nullable=False)
-    )
+    op.add_column("user_sessions", sa.Column("last_item_seq", sa.BigInteger(), server_default="0", nullable=False))
     op.create_table(
         "conversation_items",
         sa.Column("user_session_uuid", sa.Uuid(), nullable=False),
