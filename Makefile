@@ -1,13 +1,33 @@
 # Everything needs only Python 3.11+: each target makes .venv and installs into it.
+# `make` alone lists the targets (`make help`).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
+IS_311 := -c 'import sys; sys.exit(sys.version_info < (3, 11))'
 
-.PHONY: run test lint openapi clean bench-list bench
+.DEFAULT_GOAL := help
+.PHONY: help run test lint openapi clean bench-list bench
+
+## help: list the targets (what `make` alone does)
+help:
+	@echo "make <target>, each making $(VENV) with $(PYTHON) (3.11+) as needed:"
+	@sed -n 's/^## \([a-z-]*\): /\1\t/p' $(MAKEFILE_LIST) | awk -F '\t' '{ printf "  %-11s %s\n", $$1, $$2 }'
+
+# A .venv made by a Python older than 3.11, or by one that has since gone, is made again.
+ifneq ($(wildcard $(VENV)/pyvenv.cfg),)
+ifneq ($(filter-out help clean,$(MAKECMDGOALS)),)
+ifneq ($(shell $(BIN)/python $(IS_311) >/dev/null 2>&1 && echo ok),ok)
+$(info $(VENV) was made by a Python older than 3.11 (or one that is gone): making it again with $(PYTHON))
+$(shell rm -rf $(VENV))
+endif
+endif
+endif
 
 $(BIN)/python:
+	@$(PYTHON) $(IS_311) || { echo "$(PYTHON) is $$($(PYTHON) -V 2>&1); this project needs Python 3.11+: make PYTHON=python3.11 $(MAKECMDGOALS)" >&2; exit 1; }
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { echo "$(PYTHON) cannot make a virtual environment: apt-get install python3-venv" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
@@ -22,12 +42,12 @@ $(VENV)/.installed-test: pyproject.toml clients/python/pyproject.toml | $(BIN)/p
 	$(BIN)/pip install --quiet -e './clients/python[agents]'
 	touch $@
 
-## run: migrate the database (SQLite in ./instance by default) and serve on http://$(HOST):$(PORT)
+## run: migrate the database (SQLite in ./instance by default) and serve on http://HOST:PORT (127.0.0.1:8000)
 run: $(VENV)/.installed-run
 	$(BIN)/flask --app wsgi db upgrade
 	$(BIN)/gunicorn --bind $(HOST):$(PORT) wsgi:app
 
-## test: the whole suite (PostgreSQL too when TEST_DATABASE_URL is set)
+## test: the whole suite (PostgreSQL and Redis too when TEST_DATABASE_URL, TEST_REDIS_URL are set; see README)
 test: $(VENV)/.installed-test
 	$(BIN)/pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
@@ -58,5 +78,6 @@ bench: $(VENV)/.installed-test
 bench-list: $(VENV)/.installed-test
 	$(BIN)/python bench/list_bench.py --database-url $(BENCH_DATABASE_URL) --rows $(BENCH_ROWS) --workers $(BENCH_WORKERS)
 
+## clean: remove .venv, ./instance and the tools' caches
 clean:
 	rm -rf $(VENV) instance .pytest_cache .mypy_cache .ruff_cache

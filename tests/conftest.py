@@ -1,8 +1,17 @@
-"""Shared fixtures: an app per database, migrated once; rows cleared per test."""
+"""Shared fixtures: an app per database, migrated once; rows cleared per test.
+
+The suite's tiers, one folder each: ``unit/`` (no I/O, enforced by its
+conftest), ``repositories/`` (the data layer on real databases), ``api/`` (the
+app through Flask's test client and CLI runner), ``integration/`` (live
+gunicorn, private PostgreSQL and Redis servers, subprocesses), ``contract/``
+(the spec against a live server). Helpers live in ``support/``; rows and
+sessions are made by ``factories.py``.
+"""
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,8 +24,10 @@ from sqlalchemy import delete
 
 from service import create_app
 from service.extensions import db
-from tests.databases import database_params, fresh_postgres_database, worker_id
-from tests.live import LiveServer, migrate, start_gunicorn
+from tests.factories import create_user_session
+from tests.support.databases import database_params, drop_fresh_databases, fresh_postgres_database, worker_id
+from tests.support.live import LiveServer, migrate, start_gunicorn
+from tests.support.redisdb import PrivateRedis
 
 TEST_SECRET_KEY = "test-secret-key"
 SCHEMATHESIS_SUMMARY = Path(__file__).resolve().parent.parent / ".pytest_cache" / "schemathesis-summary.txt"
@@ -24,9 +35,27 @@ _SESSION_STARTED = time.time()
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """Show how many cases the schemathesis run tried (tests/contract/test_schemathesis.py)."""
+    """Show how many cases the schemathesis run tried (tests/contract/test_schemathesis.py),
+    and the skips folded by reason: one line per missing program or server."""
     if SCHEMATHESIS_SUMMARY.exists() and SCHEMATHESIS_SUMMARY.stat().st_mtime >= _SESSION_STARTED:
         terminalreporter.write_line(SCHEMATHESIS_SUMMARY.read_text().strip())
+    reasons = Counter(
+        str(report.longrepr[2]).removeprefix("Skipped: ")
+        for report in terminalreporter.stats.get("skipped", [])
+        if isinstance(report.longrepr, tuple)
+    )
+    if reasons:
+        terminalreporter.write_sep("=", "skipped, by reason")
+        for reason, count in sorted(reasons.items(), key=lambda item: (-item[1], item[0])):
+            terminalreporter.write_line(f"SKIPPED {count:>3} {reason}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_fresh_databases() -> Iterator[None]:
+    """Each worker drops the PostgreSQL databases it made once its last test is done
+    (set up first, so torn down after every fixture that uses them)."""
+    yield
+    drop_fresh_databases()
 
 
 def make_app(database_url: str, **settings: str) -> Flask:
@@ -84,10 +113,7 @@ def create_session(client: FlaskClient) -> Any:
     """Create a user session through the API; returns its representation."""
 
     def create(**fields: Any) -> dict[str, Any]:
-        response = client.post("/user-sessions", json=fields)
-        assert response.status_code == 201, response.get_json()
-        body: dict[str, Any] = response.get_json()
-        return body
+        return create_user_session(client, **fields)
 
     return create
 
@@ -107,6 +133,16 @@ def live_database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.T
 def live_server(live_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """gunicorn with several workers on each test database."""
     server = start_gunicorn(live_database_url, tmp_path_factory.mktemp("live") / "gunicorn.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def private_redis() -> Iterator[PrivateRedis]:
+    """A ``redis-server`` of the test's own, started; the test may stop and start it.
+    Skipped when the machine has no ``redis-server``."""
+    server = PrivateRedis()
+    server.start()
     yield server
     server.stop()
 

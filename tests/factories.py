@@ -1,20 +1,100 @@
-"""Rows for listing tests, stored directly (the API cannot choose timestamps),
-and a brute-force Python twin of the list filters to check the SQL against."""
+"""User sessions for tests, made the way each tier makes them.
+
+- through the API: ``create_user_session`` (Flask's test client),
+  ``create_live_user_session`` (a live server), ``full_session_body`` (every
+  writable field set);
+- below it: ``full_user_session`` (a model with every attribute set),
+  ``store_user_session`` (committed through the repository);
+- for listings: ``random_rows`` and ``store_rows`` (stored directly: the API
+  cannot choose timestamps).
+"""
 
 from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import requests
 from flask import Flask
+from flask.testing import FlaskClient
 
+from service.database import get_db_session
 from service.extensions import db
 from service.models import UserSession
-from service.schemas.fields import parse_datetime
+from service.repositories import get_user_session_repository
+from tests.support.live import LiveServer
+
+MOMENT = datetime(2026, 11, 27, 5, 0, 0, 123456, tzinfo=UTC)
+
+
+def full_session_body() -> dict[str, Any]:
+    """A create body with every writable field set to something a serialiser could get wrong."""
+    return {
+        "name": "Zoë «quoted» \u2028",
+        "email": "Someone@Example.org",
+        "ip_address": "2001:db8::1",
+        "consent_user_data": True,
+        "metadata": {"step": 3, "nested": {"ü": [1, 2.5, None, True, "</script>"]}, "empty": {}},
+        "completed_at": "2026-01-02T03:04:05.123456Z",
+        "ttl_seconds": 3600,
+    }
+
+
+def create_user_session(client: FlaskClient, headers: Mapping[str, str] | None = None, **fields: Any) -> dict[str, Any]:
+    """Create a user session through the API; returns its representation."""
+    response = client.post("/user-sessions", json=fields, headers=headers)
+    assert response.status_code == 201, response.get_json()
+    body: dict[str, Any] = response.get_json()
+    return body
+
+
+def create_live_user_session(server: LiveServer, **fields: Any) -> dict[str, Any]:
+    """Create a user session on a live server; returns its representation."""
+    response = requests.post(server.url("/user-sessions"), json=fields, timeout=10)
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def full_user_session(**attributes: Any) -> UserSession:
+    """A session, not stored, with every attribute set and none at its default
+    (``attributes`` override them)."""
+    values: dict[str, Any] = {
+        "uuid": uuid.uuid4(),
+        "name": "Ada",
+        "email": "Ada@Example.org",
+        "ip_address": "2001:db8::1",
+        "consent_user_data": True,
+        "metadata_": {"a": {"b": [1, 2.5, None, True]}, "ü": "ñ"},
+        "is_email_verified": True,
+        "verification_attempts": 2,
+        "max_verification_attempts": 3,
+        "verification_expires_at": MOMENT + timedelta(minutes=10),
+        "resend_attempts": 1,
+        "max_resend_attempts": 3,
+        "last_resend_at": MOMENT,
+        "created_at": MOMENT,
+        "updated_at": MOMENT,
+        "completed_at": MOMENT,
+        "expires_at": MOMENT + timedelta(days=1),
+        "deleted_at": MOMENT,
+        "version": 7,
+    }
+    return UserSession(**{**values, **attributes})
+
+
+def store_user_session(user_session: UserSession | None = None, **attributes: Any) -> UserSession:
+    """Commit ``user_session`` (or one made of ``attributes``) through the repository,
+    as a use case would, in the current app context; the request's session is left empty."""
+    with get_db_session() as db_session:
+        stored = get_user_session_repository(db_session).create(user_session or UserSession(**attributes))
+    db.session.remove()
+    return stored
+
 
 # Every seeded timestamp lies on a coarse grid in the past, so rows tie on
 # created_at and updated_at (the uuid must break the ties), and a row made
@@ -72,66 +152,3 @@ def store_rows(app: Flask, rows: Iterable[Row]) -> None:
             fields = {name: getattr(row, name) for name in Row.__dataclass_fields__ if name != "metadata"}
             db.session.add(UserSession(**fields, metadata_=dict(row.metadata)))
         db.session.commit()
-
-
-def _truthy(params: Mapping[str, str], name: str) -> bool | None:
-    return None if name not in params else params[name] == "true"
-
-
-def expected_uuids(rows: Sequence[Row], params: Sequence[tuple[str, str]], *, now: datetime) -> list[str]:
-    """The uuids ``GET /user-sessions`` must list for ``params``, in order, over all pages."""
-    single = {name: value for name, value in params if not name.startswith("metadata.")}
-    pairs = [(name[len("metadata.") :], value) for name, value in params if name.startswith("metadata.")]
-
-    def bound(name: str) -> datetime | None:
-        return parse_datetime(single[name]) if name in single else None
-
-    def matches(row: Row) -> bool:
-        live = row.deleted_at is None and (row.expires_at is None or row.expires_at > now)
-        deleted = single.get("deleted", "exclude")
-        checks = [
-            "email" not in single or (row.email is not None and row.email.lower() == single["email"].lower()),
-            _truthy(single, "is_email_verified") in (None, row.is_email_verified),
-            _truthy(single, "consent_user_data") in (None, row.consent_user_data),
-            _truthy(single, "completed") in (None, row.completed_at is not None),
-            (after := bound("created_after")) is None or row.created_at > after,
-            (before := bound("created_before")) is None or row.created_at < before,
-            (after := bound("updated_after")) is None or row.updated_at > after,
-            (before := bound("updated_before")) is None or row.updated_at < before,
-            deleted == "include" or (live if deleted == "exclude" else not live),
-            all(isinstance(row.metadata.get(key), str) and row.metadata[key] == value for key, value in pairs),
-        ]
-        return all(checks)
-
-    sort = single.get("sort", "-created_at")
-    column = sort.lstrip("-")
-    chosen = sorted(
-        (row for row in rows if matches(row)),
-        key=lambda row: (getattr(row, column), row.uuid.int),
-        reverse=sort.startswith("-"),
-    )
-    return [str(row.uuid) for row in chosen]
-
-
-def list_all(client: Any, params: Sequence[tuple[str, str]], *, limit: int) -> list[str]:
-    """Every uuid ``GET /user-sessions`` lists for ``params``, following the tokens.
-
-    Checks the paging contract on the way: every page but the last holds
-    exactly ``limit`` items and a ``Link`` to the next; the last has neither.
-    """
-    uuids: list[str] = []
-    token: str | None = None
-    for _ in range(1_000):
-        query = [*params, ("limit", str(limit))] + ([("page_token", token)] if token else [])
-        response = client.get("/user-sessions", query_string=query)
-        assert response.status_code == 200, response.get_json()
-        body = response.get_json()
-        uuids.extend(item["uuid"] for item in body["items"])
-        token = body["next_page_token"]
-        if token is None:
-            assert len(body["items"]) <= limit
-            assert "Link" not in response.headers
-            return uuids
-        assert len(body["items"]) == limit
-        assert response.headers["Link"].endswith('>; rel="next"')
-    raise AssertionError("the listing never ended")

@@ -1,70 +1,7 @@
-"""A private PostgreSQL cluster a test may stop and start at will.
+"""Moved to ``tests/support/pgcluster.py``. This module stays only for the files other
+branches own (tests/contract/test_client.py, tests/integration/test_container.py):
+delete it once they import ``tests.support.pgcluster``."""
 
-The shared server is never stopped; tests of outages start their own under
-a temp folder, on a free port. ``initdb`` refuses to run as root, so as root
-the cluster belongs to the ``postgres`` user.
-"""
+from tests.support.pgcluster import PrivatePostgres
 
-from __future__ import annotations
-
-import os
-import shutil
-import subprocess
-import tempfile
-from collections.abc import Sequence
-from pathlib import Path
-
-from tests.live import free_port
-
-POSTGRES_BIN = Path(os.environ.get("POSTGRES_BIN", "/usr/lib/postgresql/15/bin"))
-
-
-def _as_cluster_owner(command: Sequence[str]) -> list[str]:
-    if os.geteuid() == 0:
-        return ["runuser", "-u", "postgres", "--", *command]
-    return list(command)
-
-
-class PrivatePostgres:
-    """``initdb`` once, then ``start()`` / ``stop()`` as often as a test likes."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.root = Path(tempfile.mkdtemp(prefix="user-sessions-pg-"))
-        self.data = self.root / "data"
-        self.log = self.root / "postgres.log"
-        if os.geteuid() == 0:
-            shutil.chown(self.root, "postgres", "postgres")
-        self._run(
-            str(POSTGRES_BIN / "initdb"),
-            "-D",
-            str(self.data),
-            "--auth=trust",
-            "--username=postgres",
-            "--encoding=UTF8",
-            "--no-sync",
-        )
-
-    @property
-    def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-
-    def start(self) -> None:
-        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} -c fsync=off -c max_connections=100"
-        self._run(str(POSTGRES_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start")
-
-    def stop(self, mode: str = "fast") -> None:
-        self._run(str(POSTGRES_BIN / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
-
-    def destroy(self) -> None:
-        subprocess.run(
-            _as_cluster_owner([str(POSTGRES_BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"]),
-            capture_output=True,
-            check=False,
-        )
-        shutil.rmtree(self.root, ignore_errors=True)
-
-    def _run(self, *command: str) -> None:
-        result = subprocess.run(_as_cluster_owner(command), capture_output=True, text=True, check=False, timeout=60)
-        if result.returncode != 0:
-            raise RuntimeError(f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
+__all__ = ["PrivatePostgres"]

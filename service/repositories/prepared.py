@@ -95,6 +95,11 @@ class PreparedStatement:
             return [self.row_type._make(row) for row in bind.execute(self.statement, parameters)]
         return self._run(bind, parameters, lambda cursor: cursor.fetchall())
 
+    def compiled_length(self, dialect: Dialect) -> int:
+        """The length of the statement's SQL for ``dialect`` (compiling it, once)."""
+        compiled = self._compiled.get(_dialect_key(dialect)) or self._compile(dialect)
+        return len(compiled.sql)
+
     def _run(self, engine: Engine, parameters: Mapping[str, Any], fetch: Callable[[Any], list[Any]]) -> list[Any]:
         compiled = self._compiled.get(_dialect_key(engine.dialect)) or self._compile(engine.dialect)
         # As SQLAlchemy does, parameters the statement does not take are left out.

@@ -13,7 +13,6 @@ serves both directions with and without a cursor.
 from __future__ import annotations
 
 import functools
-import threading
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
@@ -23,15 +22,14 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from service.database import in_unit_of_work
 from service.repositories.prepared import PreparedStatement
+from service.repositories.statement_cache import StatementCache
 
 RowT = TypeVar("RowT")
 
 _KEYSET_PARAMETER = "after_keyset_"
 _FETCH_PARAMETER = "page_rows"
-# Page statements compiled for ``ListQuery.prepared``: a few shapes of query, bounded all the same.
-_PREPARED_PAGES: dict[Hashable, PreparedStatement] = {}
-_PREPARED_PAGES_KEPT = 256
-_PREPARED_PAGES_LOCK = threading.Lock()
+# Page and count statements compiled for ``ListQuery.prepared``, within a budget of memory.
+PREPARED = StatementCache()
 
 
 @functools.lru_cache(maxsize=64)
@@ -163,8 +161,16 @@ class ListQuery(Generic[RowT]):
 
     def count(self) -> int:
         """How many rows match the criteria, whatever the cursor and the limit."""
-        query = select(func.count()).select_from(self.model).where(*self.criteria)
-        return int(self.db_session.execute(query, dict(self.parameters)).scalar_one())
+        bind = self.db_session if in_unit_of_work(self.db_session) else self.db_session.get_bind()
+
+        def make() -> PreparedStatement:
+            return PreparedStatement(select(func.count().label("count")).select_from(self.model).where(*self.criteria))
+
+        if self.prepared_as is None:
+            statement = make()
+        else:
+            statement = PREPARED.get((self.prepared_as, self.model, "count"), self.db_session.get_bind().dialect, make)
+        return int(statement.first(bind, self.parameters).count)
 
     def _fetch(self, fetch: int) -> list[RowT]:
         """Up to ``fetch`` rows from the cursor on. Outside a unit of work they
@@ -180,14 +186,11 @@ class ListQuery(Generic[RowT]):
         """The page's statement, compiled once per key, sort and kind of cursor (``prepared``)."""
         sort = None if self.sort_column is None else self.sort_column.key
         key = (self.prepared_as, self.model, sort, self.descending, self.after_keyset is not None)
-        with _PREPARED_PAGES_LOCK:
-            statement = _PREPARED_PAGES.get(key)
-            if statement is None:
-                if len(_PREPARED_PAGES) >= _PREPARED_PAGES_KEPT:
-                    del _PREPARED_PAGES[next(iter(_PREPARED_PAGES))]
-                query = self._select(fetch=bindparam(_FETCH_PARAMETER, type_=Integer))
-                statement = _PREPARED_PAGES[key] = PreparedStatement(query, self.row_type)
-        return statement
+
+        def make() -> PreparedStatement:
+            return PreparedStatement(self._select(fetch=bindparam(_FETCH_PARAMETER, type_=Integer)), self.row_type)
+
+        return PREPARED.get(key, self.db_session.get_bind().dialect, make)
 
     def page(self, *, with_count: bool = False) -> Page[RowT]:
         """One page, and whether another follows: one row more than the limit is

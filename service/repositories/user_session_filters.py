@@ -90,7 +90,8 @@ class FilterShape(NamedTuple):
         )
 
 
-@functools.lru_cache(maxsize=256)
+# Few: the statements built from them are kept, within a budget, by ``StatementCache``.
+@functools.lru_cache(maxsize=32)
 def criteria_of(shape: FilterShape) -> tuple[ColumnElement[bool], ...]:
     """The criteria of a filter shape, their values left to bound parameters
     (named as in ``parameters_of``)."""

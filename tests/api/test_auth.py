@@ -14,8 +14,9 @@ from flask.testing import FlaskClient
 
 from service.extensions import db
 from service.security import api_keys as auth
-from tests.api.helpers import assert_problem
 from tests.conftest import make_app
+from tests.factories import create_user_session
+from tests.support.problems import assert_problem
 
 READ_WRITE_KEY = "rw-5d1c0e9a4b7f4e2a9c3d8b6a1f0e7d2c"
 READ_ONLY_KEY = "ro-8f2b6c1d9e3a4f7b0c5d2e8a6b1f9c3d"
@@ -48,10 +49,7 @@ def ro(**headers: str) -> dict[str, str]:
 
 
 def create(client: FlaskClient) -> dict[str, Any]:
-    response = client.post("/user-sessions", json={"name": "Ada"}, headers=rw())
-    assert response.status_code == 201, response.get_json()
-    body: dict[str, Any] = response.get_json()
-    return body
+    return create_user_session(client, rw(), name="Ada")
 
 
 # --- 401 ---------------------------------------------------------------------

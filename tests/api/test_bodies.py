@@ -10,7 +10,7 @@ import pytest
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from tests.api.helpers import assert_problem
+from tests.support.problems import assert_problem
 
 LIMIT = 64 * 1024
 

@@ -12,7 +12,7 @@ from flask import Flask
 
 from service.cache.representations import UserSessionCache
 from service.observability import metrics
-from tests.redisdb import shared_redis_url
+from tests.support.redisdb import shared_redis_url
 
 
 def cache_count(result: str) -> float:

@@ -12,7 +12,7 @@ from flask import Flask
 
 from service.api.read_through import SHAPE
 from service.cache.representations import Representation, UserSessionCache
-from tests.redisdb import shared_redis_url
+from tests.support.redisdb import shared_redis_url
 
 
 @pytest.fixture

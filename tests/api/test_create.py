@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from flask.testing import FlaskClient
 
-from tests.api.helpers import assert_problem, field_errors
+from tests.support.problems import assert_problem, field_errors
 
 PUBLIC_FIELDS = {
     "uuid", "name", "email", "ip_address", "consent_user_data", "metadata", "is_email_verified",

@@ -8,8 +8,8 @@ import pytest
 from flask import Flask
 
 from service import create_app
-from tests.api.helpers import assert_problem
-from tests.live import free_port
+from tests.support.live import free_port
+from tests.support.problems import assert_problem
 
 
 @pytest.fixture(scope="module")

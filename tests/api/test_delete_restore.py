@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from tests.api.helpers import assert_problem, field_errors
+from tests.support.problems import assert_problem, field_errors
 
 
 def url(user_session: dict[str, Any], suffix: str = "") -> str:

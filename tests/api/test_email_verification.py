@@ -17,8 +17,8 @@ from werkzeug.test import TestResponse
 
 from service.extensions import db
 from service.schemas.fields import parse_datetime
-from tests.api.state import idempotency_records, set_user_session, stored_user_session
 from tests.conftest import make_app
+from tests.support.stored_state import idempotency_records, set_user_session, stored_user_session
 
 CODE_FORMAT = "Must be a string of exactly six ASCII digits."
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from tests.api.helpers import assert_problem
+from tests.support.problems import assert_problem
 
 
 def test_a_sane_correlation_id_is_echoed_everywhere(client: FlaskClient) -> None:

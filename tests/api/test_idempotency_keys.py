@@ -13,8 +13,8 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from service.models import IN_FLIGHT
-from tests.api.state import count_user_sessions, idempotency_records, set_idempotency_records
 from tests.conftest import make_app
+from tests.support.stored_state import count_user_sessions, idempotency_records, set_idempotency_records
 
 KEY = "c0ffee-7f3a-4d2b-9c1e"
 

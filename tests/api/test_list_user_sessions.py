@@ -18,7 +18,7 @@ from itsdangerous import URLSafeSerializer
 from service.api.page_tokens import make_page_token
 from service.repositories import Keyset
 from service.schemas.fields import format_datetime, parse_datetime
-from tests.factories import list_all
+from tests.support.listing import list_all
 
 CreateSession = Callable[..., dict[str, Any]]
 

@@ -21,8 +21,8 @@ from service.models import UserSession
 from service.observability import metrics
 from service.observability.requests import route_template
 from tests.conftest import make_app
-from tests.live import free_port
-from tests.redisdb import shared_redis_url, unreachable_redis_url
+from tests.support.live import free_port
+from tests.support.redisdb import shared_redis_url, unreachable_redis_url
 
 ITEM_ROUTE = "/user-sessions/{user_session_uuid}"
 EMAIL = "secret.person@example.org"

@@ -15,8 +15,8 @@ from flask.testing import FlaskClient
 
 from service.observability import metrics
 from service.security.ratelimit import REDIS_KEY_PREFIX
-from tests.api.helpers import assert_problem
-from tests.redisdb import PrivateRedis, shared_redis_url, unreachable_redis_url
+from tests.support.problems import assert_problem
+from tests.support.redisdb import PrivateRedis, shared_redis_url, unreachable_redis_url
 
 MakeApp = Callable[..., Flask]
 
@@ -144,21 +144,18 @@ def test_with_redis_down_requests_still_pass_and_each_process_counts_alone(make_
     assert ready.get_json()["cache"] == "unavailable"
 
 
-def test_when_redis_comes_back_the_count_is_shared_again(make_limited_app: MakeApp) -> None:
-    private = PrivateRedis()
-    private.start()
-    try:
-        settings = {"REDIS_URL": private.url, "REDIS_RETRY_INTERVAL": "0"}
-        client = make_limited_app("100/minute", **settings).test_client()
-        assert read(client) == 404
-        assert redis.Redis.from_url(private.url).keys(f"{REDIS_KEY_PREFIX}*")
-        private.stop()
-        assert [read(client) for _ in range(3)] == [404, 404, 404]
-        assert client.get("/readyz").get_json() == {"status": "ok", "database": "ok", "cache": "unavailable"}
-        private.start()  # an empty Redis: the count starts again there
-        assert read(client) == 404
-        stored = redis.Redis.from_url(private.url)
-        assert [stored.get(name) for name in stored.keys(f"{REDIS_KEY_PREFIX}*")] == [b"1"]
-        assert client.get("/readyz").get_json()["cache"] == "ok"
-    finally:
-        private.stop()
+def test_when_redis_comes_back_the_count_is_shared_again(
+    make_limited_app: MakeApp, private_redis: PrivateRedis
+) -> None:
+    settings = {"REDIS_URL": private_redis.url, "REDIS_RETRY_INTERVAL": "0"}
+    client = make_limited_app("100/minute", **settings).test_client()
+    assert read(client) == 404
+    assert redis.Redis.from_url(private_redis.url).keys(f"{REDIS_KEY_PREFIX}*")
+    private_redis.stop()
+    assert [read(client) for _ in range(3)] == [404, 404, 404]
+    assert client.get("/readyz").get_json() == {"status": "ok", "database": "ok", "cache": "unavailable"}
+    private_redis.start()  # an empty Redis: the count starts again there
+    assert read(client) == 404
+    stored = redis.Redis.from_url(private_redis.url)
+    assert [stored.get(name) for name in stored.keys(f"{REDIS_KEY_PREFIX}*")] == [b"1"]
+    assert client.get("/readyz").get_json()["cache"] == "ok"

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from tests.api.helpers import assert_problem, field_errors
+from tests.support.problems import assert_problem, field_errors
 
 
 def test_get_returns_the_session_with_its_etag(client: FlaskClient, create_session: Any) -> None:

@@ -8,7 +8,7 @@ import json
 from flask.testing import FlaskClient
 
 from service.operations.documents import METADATA_BOUNDS, stored_size
-from tests.api.helpers import assert_problem
+from tests.support.problems import assert_problem
 
 HUGE = [1e308] * 60  # 540 bytes as sent, 18,600 as stored
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.databases import POSTGRES_URL, fresh_postgres_database, worker_id
-from tests.live import LiveServer, migrate, start_gunicorn
+from tests.support.databases import fresh_postgres_database, worker_id
+from tests.support.live import LiveServer, migrate, start_gunicorn
 
 API_KEY = "contract-test-key"
 
@@ -16,9 +16,8 @@ API_KEY = "contract-test-key"
 def start_postgres_server(
     tmp_path_factory: pytest.TempPathFactory, name: str, *, api_keys: str | None = None
 ) -> LiveServer:
-    """gunicorn with two workers on a fresh, migrated PostgreSQL database of its own."""
-    if not POSTGRES_URL:
-        pytest.skip("the contract tests run against PostgreSQL: set TEST_DATABASE_URL")
+    """gunicorn with two workers on a fresh, migrated PostgreSQL database of its own
+    (skipped without ``TEST_DATABASE_URL``)."""
     url = fresh_postgres_database(f"{name}_{worker_id()}")
     migrate(url)
     log: Path = tmp_path_factory.mktemp(name) / "gunicorn.log"

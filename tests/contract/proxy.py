@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from tests.live import free_port
+from tests.support.live import free_port
 
 FORWARD = "forward"
 LOSE_ANSWER = "lose-answer"

@@ -22,7 +22,7 @@ from sqlalchemy import Engine, create_engine, func, select, text
 from service.models import UserSession
 from tests.contract.conftest import API_KEY
 from tests.contract.proxy import FORWARD, LOSE_ANSWER, REFUSE, LossyProxy
-from tests.live import LiveServer, free_port
+from tests.support.live import LiveServer, free_port
 from user_sessions_client import (
     ClientError,
     Conflict,

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 import user_sessions_client
-from tests.live import PROJECT_ROOT
+from tests.support.live import PROJECT_ROOT
 
 CLIENT_ROOT = PROJECT_ROOT / "clients" / "python"
 SPEC = yaml.safe_load((PROJECT_ROOT / "openapi.yaml").read_text())

@@ -1,13 +1,12 @@
 """``/docs`` in headless Chromium: it renders the spec's operations, "Try it out"
 works, and the page never reaches past 127.0.0.1.
 
-Uses Debian's ``chromium`` (``.ci/run`` installs it) driven by Playwright;
+Uses Debian's ``chromium`` (skipped without it; ``.ci/run`` installs it) driven by Playwright;
 Playwright's own browser downloads are never used.
 """
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,9 +17,9 @@ import requests
 import yaml
 
 from tests.contract.conftest import start_postgres_server
-from tests.live import PROJECT_ROOT, LiveServer
+from tests.support.live import PROJECT_ROOT, LiveServer
+from tests.support.requirements import require_program
 
-CHROMIUM = "/usr/bin/chromium"
 # No network of its own: no updates, no sync, no QUIC, no first-run fetches.
 CHROMIUM_FLAGS = [
     "--headless",
@@ -49,13 +48,13 @@ def open_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
 
 @pytest.fixture(scope="module")
 def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    assert shutil.which(CHROMIUM), f"{CHROMIUM} is missing: apt-get install chromium (as .ci/run does)"
+    chromium = require_program("chromium")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
             user_data_dir=str(tmp_path_factory.mktemp("chromium-profile")),
-            executable_path=CHROMIUM,
+            executable_path=chromium,
             headless=True,
             args=CHROMIUM_FLAGS,
         )

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.contract.conftest import API_KEY
-from tests.live import PROJECT_ROOT, LiveServer
+from tests.support.live import PROJECT_ROOT, LiveServer
 
 GENERATOR = str(Path(sys.executable).with_name("openapi-python-client"))
 PACKAGE = "generated_user_sessions_client"

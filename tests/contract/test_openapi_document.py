@@ -22,7 +22,7 @@ from service.api.openapi import openapi_document, render_yaml
 from service.api.openapi.components import IDEMPOTENCY_RETENTION
 from service.models import EMAIL_MAX_LENGTH, NAME_MAX_LENGTH
 from service.schemas.user_sessions import TTL_MAX_SECONDS, TTL_MIN_SECONDS
-from tests.live import PROJECT_ROOT
+from tests.support.live import PROJECT_ROOT
 
 COMMITTED = PROJECT_ROOT / "openapi.yaml"
 HTTP_METHODS = ("get", "head", "post", "put", "patch", "delete", "options", "trace")

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.contract.conftest import API_KEY
-from tests.live import PROJECT_ROOT, LiveServer
+from tests.support.live import PROJECT_ROOT, LiveServer
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 # Read by ``pytest_terminal_summary`` in tests/conftest.py, so the count shows in CI's output.

@@ -22,9 +22,9 @@ from flask import Flask
 from sqlalchemy.engine import make_url
 
 from service import create_app
-from tests.databases import POSTGRES_URL, fresh_postgres_database
-from tests.live import PROJECT_ROOT, free_port
-from tests.pgcluster import PrivatePostgres
+from tests.support.databases import POSTGRES_URL, fresh_postgres_database
+from tests.support.live import PROJECT_ROOT, free_port
+from tests.support.pgcluster import PrivatePostgres
 
 DOCKERFILE = PROJECT_ROOT / "Dockerfile"
 ENTRYPOINT = PROJECT_ROOT / "docker" / "entrypoint.sh"

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.live import LiveServer, migrate, start_gunicorn
-from tests.pgcluster import PrivatePostgres
+from tests.support.live import LiveServer, migrate, start_gunicorn
+from tests.support.pgcluster import PrivatePostgres
 
 pytestmark = pytest.mark.slow
 

@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.live import LiveServer, start_gunicorn
-from tests.redisdb import shared_redis_url
+from tests.support.live import LiveServer, start_gunicorn
+from tests.support.redisdb import shared_redis_url
 
 pytestmark = pytest.mark.slow
 

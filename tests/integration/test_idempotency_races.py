@@ -8,8 +8,8 @@ import requests
 from sqlalchemy import create_engine, func, select
 
 from service.models import UserSession
-from tests.integration.test_concurrent_writes import create, race
-from tests.live import LiveServer
+from tests.factories import create_live_user_session
+from tests.support.live import LiveServer, race
 
 REQUESTS = 20
 ROUNDS = 3
@@ -60,7 +60,7 @@ def test_twenty_concurrent_posts_with_one_key_create_one_session(
 
 
 def test_concurrent_checks_with_one_key_are_judged_once(live_server: LiveServer) -> None:
-    user_session = create(live_server, email="idempotent-check@example.com")
+    user_session = create_live_user_session(live_server, email="idempotent-check@example.com")
     issued = requests.post(live_server.url(f"/user-sessions/{user_session['uuid']}/email-verification"), timeout=10)
     code = issued.json()["code"]
     check_url = live_server.url(f"/user-sessions/{user_session['uuid']}/email-verification/check")

@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 
 from service.database import utcnow
 from service.schemas.fields import format_datetime
-from tests.factories import EMAILS, EPOCH, METADATA_KEYS, Row, expected_uuids, list_all, random_rows, store_rows
-from tests.live import LiveServer
+from tests.factories import EMAILS, EPOCH, METADATA_KEYS, Row, random_rows, store_rows
+from tests.support.listing import expected_uuids, list_all
+from tests.support.live import LiveServer
 
 SORTS = ("-created_at", "created_at", "-updated_at", "updated_at")
 

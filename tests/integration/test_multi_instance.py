@@ -20,9 +20,10 @@ from typing import Any
 import pytest
 import requests
 
-from tests.databases import POSTGRES_URL, fresh_postgres_database, worker_id
-from tests.live import LiveServer, migrate, start_gunicorn
-from tests.redisdb import PrivateRedis, shared_redis_url
+from tests.factories import create_live_user_session
+from tests.support.databases import fresh_postgres_database, worker_id
+from tests.support.live import LiveServer, migrate, start_gunicorn
+from tests.support.redisdb import PrivateRedis, shared_redis_url
 
 pytestmark = pytest.mark.slow
 
@@ -45,8 +46,7 @@ def cache_hits(server: LiveServer) -> float:
 
 @pytest.fixture(scope="module")
 def shared_database_url() -> str:
-    if not POSTGRES_URL:
-        pytest.skip("TEST_DATABASE_URL is not set: instances share one PostgreSQL")
+    """Instances share one PostgreSQL (skipped without ``TEST_DATABASE_URL``)."""
     url = fresh_postgres_database(f"instances_{worker_id()}")
     migrate(url)
     return url
@@ -77,20 +77,13 @@ def instances(start_instance: Callable[..., LiveServer]) -> tuple[LiveServer, Li
     return start_instance(**settings), start_instance(**settings)
 
 
-def create(server: LiveServer, **fields: Any) -> dict[str, Any]:
-    response = requests.post(server.url("/user-sessions"), json=fields, timeout=TIMEOUT)
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
 def path(user_session: dict[str, Any]) -> str:
     return f"/user-sessions/{user_session['uuid']}"
 
 
 def test_a_write_on_one_instance_is_read_at_once_on_the_other(instances: tuple[LiveServer, LiveServer]) -> None:
     a, b = instances
-    created = create(a)
+    created = create_live_user_session(a)
     hits_before = cache_hits(b)
     reader = requests.Session()
     for round_ in range(20):
@@ -120,7 +113,7 @@ def test_concurrent_patches_with_one_if_match_on_two_instances_one_wins(
     instances: tuple[LiveServer, LiveServer],
 ) -> None:
     for _ in range(8):
-        created = create(instances[0])
+        created = create_live_user_session(instances[0])
         for server in instances:
             assert requests.get(server.url(path(created)), timeout=TIMEOUT).status_code == 200
         start = threading.Barrier(2)
@@ -169,7 +162,7 @@ def test_no_read_on_either_instance_is_behind_an_acknowledged_write(
 ) -> None:
     """Readers hammer both instances while writes alternate between them; a
     read that starts after a write was acknowledged sees it or a newer one."""
-    created = create(instances[0])
+    created = create_live_user_session(instances[0])
     acknowledged = [1]
     stale: list[tuple[int, int]] = []
     failures: list[int] = []
@@ -205,60 +198,56 @@ def test_no_read_on_either_instance_is_behind_an_acknowledged_write(
 
 def test_redis_stopped_mid_run_costs_no_client_an_error_and_hits_resume(
     start_instance: Callable[..., LiveServer],
+    private_redis: PrivateRedis,
 ) -> None:
-    private = PrivateRedis()
-    private.start()
+    environ = {"REDIS_URL": private_redis.url, "REDIS_RETRY_INTERVAL": "1", "REDIS_TIMEOUT_MS": "200"}
+    a, b = start_instance(**environ), start_instance(**environ)
+    created = create_live_user_session(a)
+    statuses: list[int] = []
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def traffic(server: LiveServer, writes: bool) -> None:
+        client = requests.Session()
+        while not stop.is_set():
+            try:
+                if writes:
+                    response = client.patch(server.url(path(created)), json={"name": "x"}, timeout=TIMEOUT)
+                    client.patch(server.url(path(created)), json={"name": None}, timeout=TIMEOUT)
+                else:
+                    response = client.get(server.url(path(created)), timeout=TIMEOUT)
+                statuses.append(response.status_code)
+            except requests.RequestException as error:
+                errors.append(repr(error))
+            time.sleep(0.005)
+
+    threads = [
+        threading.Thread(target=traffic, args=(a, False)),
+        threading.Thread(target=traffic, args=(b, False)),
+        threading.Thread(target=traffic, args=(b, True)),
+    ]
+    for thread in threads:
+        thread.start()
     try:
-        environ = {"REDIS_URL": private.url, "REDIS_RETRY_INTERVAL": "1", "REDIS_TIMEOUT_MS": "200"}
-        a, b = start_instance(**environ), start_instance(**environ)
-        created = create(a)
-        statuses: list[int] = []
-        errors: list[str] = []
-        stop = threading.Event()
-
-        def traffic(server: LiveServer, writes: bool) -> None:
-            client = requests.Session()
-            while not stop.is_set():
-                try:
-                    if writes:
-                        response = client.patch(server.url(path(created)), json={"name": "x"}, timeout=TIMEOUT)
-                        client.patch(server.url(path(created)), json={"name": None}, timeout=TIMEOUT)
-                    else:
-                        response = client.get(server.url(path(created)), timeout=TIMEOUT)
-                    statuses.append(response.status_code)
-                except requests.RequestException as error:
-                    errors.append(repr(error))
-                time.sleep(0.005)
-
-        threads = [
-            threading.Thread(target=traffic, args=(a, False)),
-            threading.Thread(target=traffic, args=(b, False)),
-            threading.Thread(target=traffic, args=(b, True)),
-        ]
-        for thread in threads:
-            thread.start()
-        try:
-            wait_for_hits(a, b)
-            private.stop()
-            outage_started = len(statuses)
-            time.sleep(1.5)
-            assert len(statuses) > outage_started, "requests go on while Redis is down"
-            assert requests.get(a.url("/readyz"), timeout=TIMEOUT).json()["cache"] == "unavailable"
-            private.start()
-            wait_for_hits(a, b)
-        finally:
-            stop.set()
-            for thread in threads:
-                thread.join()
-        assert errors == []
-        assert set(statuses) == {200}
-        assert requests.get(a.url("/readyz"), timeout=TIMEOUT).json()["cache"] == "ok"
-        assert metric_value(a, "cache_requests_total", result="error") > 0
-        # And the cache is coherent again: a write on one is read on the other.
-        patched = requests.patch(b.url(path(created)), json={"name": "after"}, timeout=TIMEOUT)
-        assert requests.get(a.url(path(created)), timeout=TIMEOUT).json() == patched.json()
+        wait_for_hits(a, b)
+        private_redis.stop()
+        outage_started = len(statuses)
+        time.sleep(1.5)
+        assert len(statuses) > outage_started, "requests go on while Redis is down"
+        assert requests.get(a.url("/readyz"), timeout=TIMEOUT).json()["cache"] == "unavailable"
+        private_redis.start()
+        wait_for_hits(a, b)
     finally:
-        private.stop()
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert errors == []
+    assert set(statuses) == {200}
+    assert requests.get(a.url("/readyz"), timeout=TIMEOUT).json()["cache"] == "ok"
+    assert metric_value(a, "cache_requests_total", result="error") > 0
+    # And the cache is coherent again: a write on one is read on the other.
+    patched = requests.patch(b.url(path(created)), json={"name": "after"}, timeout=TIMEOUT)
+    assert requests.get(a.url(path(created)), timeout=TIMEOUT).json() == patched.json()
 
 
 def wait_for_hits(*servers: LiveServer, timeout: float = 15) -> None:

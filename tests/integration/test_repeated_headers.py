@@ -7,7 +7,7 @@ import json
 import socket
 import uuid
 
-from tests.live import LiveServer
+from tests.support.live import LiveServer
 
 
 def raw_post(server: LiveServer, headers: list[tuple[str, str]], body: bytes) -> tuple[int, dict[str, object]]:

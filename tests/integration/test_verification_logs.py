@@ -13,7 +13,7 @@ import pytest
 import requests
 from flask.testing import FlaskClient
 
-from tests.live import LiveServer, start_gunicorn
+from tests.support.live import LiveServer, start_gunicorn
 
 VERBOSE_LOGGING = {
     "LOG_LEVEL": "DEBUG",

@@ -10,8 +10,8 @@ import requests
 from sqlalchemy import create_engine, select
 
 from service.models import UserSession
-from tests.integration.test_concurrent_writes import create, race
-from tests.live import LiveServer
+from tests.factories import create_live_user_session
+from tests.support.live import LiveServer, race
 
 CHECKS = 50
 
@@ -41,7 +41,7 @@ def wrong(code: str) -> str:
 def test_fifty_concurrent_wrong_checks_judge_exactly_the_maximum(
     live_server: LiveServer, live_database_url: str
 ) -> None:
-    user_session = create(live_server, email="race@example.com")
+    user_session = create_live_user_session(live_server, email="race@example.com")
     code = issue(live_server, user_session["uuid"])
     check_url = live_server.url(f"/user-sessions/{user_session['uuid']}/email-verification/check")
 
@@ -69,7 +69,7 @@ def test_fifty_concurrent_wrong_checks_judge_exactly_the_maximum(
 
 
 def test_a_right_code_sent_twenty_times_at_once_verifies_once(live_server: LiveServer, live_database_url: str) -> None:
-    user_session = create(live_server, email="twenty@example.com")
+    user_session = create_live_user_session(live_server, email="twenty@example.com")
     code = issue(live_server, user_session["uuid"])
     check_url = live_server.url(f"/user-sessions/{user_session['uuid']}/email-verification/check")
 
@@ -85,7 +85,7 @@ def test_a_right_code_sent_twenty_times_at_once_verifies_once(live_server: LiveS
 
 
 def test_concurrent_issues_hand_out_one_code(live_server: LiveServer, live_database_url: str) -> None:
-    user_session = create(live_server, email="issues@example.com")
+    user_session = create_live_user_session(live_server, email="issues@example.com")
     issue_url = live_server.url(f"/user-sessions/{user_session['uuid']}/email-verification")
 
     responses = race(10, lambda: requests.post(issue_url, timeout=30))

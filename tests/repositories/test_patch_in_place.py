@@ -20,6 +20,7 @@ from service.repositories import get_user_session_repository
 from service.repositories.changes import CHANGES_NOTED
 from service.repositories.user_session_updates import PLAIN_ATTRIBUTES
 from service.schemas.user_sessions import UserSessionPatchSchema
+from tests.factories import store_user_session
 
 pytestmark = pytest.mark.usefixtures("app_context")
 
@@ -54,11 +55,7 @@ def statements(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[l
 
 
 def store(**attributes: Any) -> UserSession:
-    values = {"name": "Ada", "email": "ada@example.org", **attributes}
-    with get_db_session() as db_session:
-        stored = get_user_session_repository(db_session).create(UserSession(**values))
-    db.session.remove()
-    return stored
+    return store_user_session(**{"name": "Ada", "email": "ada@example.org", **attributes})
 
 
 def stored_row(user_session_uuid: uuid.UUID) -> Any:

@@ -19,10 +19,10 @@ from service.operations.user_sessions import VersionPrecondition, patch_user_ses
 from service.repositories import UserSessionRepository, get_user_session_repository
 from service.repositories.prepared import PreparedStatement
 from service.repositories.query import attribute_columns
+from tests.factories import MOMENT, full_user_session, store_user_session
 
 pytestmark = pytest.mark.usefixtures("app_context")
 
-MOMENT = datetime(2026, 11, 27, 5, 0, 0, 123456, tzinfo=UTC)
 READ = PreparedStatement(
     select(*attribute_columns(UserSession)).where(
         UserSession.uuid == bindparam("identity"), UserSession.live_clause(bindparam("now", type_=UTCDateTime()))
@@ -32,23 +32,8 @@ READ = PreparedStatement(
 
 
 def store_full_session() -> UserSession:
-    """A session with every attribute set, committed; the request's session is left empty."""
-    with get_db_session() as db_session:
-        stored = get_user_session_repository(db_session).create(
-            UserSession(
-                name="Ada",
-                email="ada@example.org",
-                ip_address="2001:db8::1",
-                consent_user_data=True,
-                metadata_={"a": {"b": [1, 2.5, None, True]}, "ü": "ñ"},
-                verification_expires_at=MOMENT,
-                last_resend_at=MOMENT,
-                completed_at=MOMENT,
-                expires_at=datetime.now(UTC) + timedelta(days=1),
-            )
-        )
-    db.session.remove()
-    return stored
+    """A live session with every attribute set, committed."""
+    return store_user_session(full_user_session(deleted_at=None, expires_at=datetime.now(UTC) + timedelta(days=1)))
 
 
 def test_a_row_equals_the_one_sqlalchemy_reads() -> None:

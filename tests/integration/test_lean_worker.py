@@ -13,7 +13,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from tests.live import PROJECT_ROOT
+from tests.support.live import PROJECT_ROOT
 
 # Settings that decide what is loaded; each probe starts without them.
 OPTIONAL_SETTINGS = ("REDIS_URL", "RATE_LIMIT", "API_KEYS")

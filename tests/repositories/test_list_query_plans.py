@@ -25,9 +25,7 @@ from service.repositories import Keyset, SortOrder
 from service.schemas.fields import format_datetime
 from service.schemas.user_sessions import UserSessionListArgsSchema
 from tests.conftest import make_app
-from tests.databases import POSTGRES_URL, fresh_postgres_database, worker_id
-
-pytestmark = pytest.mark.skipif(not POSTGRES_URL, reason="query plans are PostgreSQL's; set TEST_DATABASE_URL")
+from tests.support.databases import fresh_postgres_database, worker_id
 
 ROWS = 50_000
 SEED = """
@@ -59,6 +57,7 @@ COMMON_FILTERS: list[dict[str, str]] = [
 
 @pytest.fixture(scope="module")
 def seeded_app() -> Iterator[Flask]:
+    """Query plans are PostgreSQL's: skipped without ``TEST_DATABASE_URL``."""
     app = make_app(fresh_postgres_database(f"plans_{worker_id()}"))
     with app.app_context():
         db.session.execute(text(SEED), {"rows": ROWS})

@@ -1,4 +1,4 @@
-"""``ListQuery`` on its own, on every test database."""
+"""``ListQuery`` on its own, and the rows it reads, on every test database."""
 
 from __future__ import annotations
 
@@ -6,10 +6,13 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from marshmallow import Schema
 
 from service.database import get_db_session, utcnow
 from service.models import UserSession
 from service.repositories import Keyset, get_user_session_repository
+from service.schemas.user_sessions import UserSessionSchema
+from tests.factories import full_user_session, store_user_session
 
 pytestmark = pytest.mark.usefixtures("app_context")
 
@@ -81,10 +84,15 @@ def test_misuse_is_refused() -> None:
 
 
 def test_rows_read_like_instances_without_tracking_them() -> None:
-    with get_db_session() as db_session:
-        stored = get_user_session_repository(db_session).create(UserSession(name="row", metadata_={"k": "v"}))
+    stored = store_user_session(name="row", metadata_={"k": "v"})
     page = get_user_session_repository().query().limit(5).page()
     (row,) = page.items
     assert not isinstance(row, UserSession)
     assert (row.uuid, row.name, row.metadata_, row.version) == (stored.uuid, "row", {"k": "v"}, 1)
     assert row.created_at == stored.created_at
+
+
+def test_a_row_dumps_like_the_instance() -> None:
+    stored = store_user_session(full_user_session(deleted_at=None, expires_at=None))
+    (row,) = get_user_session_repository().query().limit(5).page().items
+    assert UserSessionSchema().dump([row], many=True) == [Schema.dump(UserSessionSchema(), stored)]

@@ -8,23 +8,20 @@ Tests on the shared server never flush it: they use keys of their own
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import time
 
-import pytest
 import redis
 
-from tests.live import free_port
+from tests.support.live import free_port
+from tests.support.requirements import require_program, require_redis_url
 
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
 
 
 def shared_redis_url() -> str:
     """The shared test Redis; the test is skipped when ``TEST_REDIS_URL`` is unset."""
-    if not TEST_REDIS_URL:
-        pytest.skip("TEST_REDIS_URL is not set")
-    return TEST_REDIS_URL
+    return require_redis_url()
 
 
 def unreachable_redis_url() -> str:
@@ -36,6 +33,7 @@ class PrivateRedis:
     """A ``redis-server`` of the test's own, on a free port, that keeps nothing on disk."""
 
     def __init__(self) -> None:
+        self.server = require_program("redis-server")
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -44,9 +42,8 @@ class PrivateRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        server = shutil.which("redis-server") or "/usr/bin/redis-server"
         self.process = subprocess.Popen(
-            [server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            [self.server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

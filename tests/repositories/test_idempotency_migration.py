@@ -12,7 +12,7 @@ from sqlalchemy import inspect
 
 from service import create_app
 from service.extensions import db
-from tests.databases import database_params, fresh_postgres_database, worker_id
+from tests.support.databases import database_params, fresh_postgres_database, worker_id
 
 
 @pytest.fixture(params=database_params())
