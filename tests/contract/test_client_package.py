@@ -40,6 +40,9 @@ MIRRORED = [
     "VerificationResult",
     "Problem",
     "VerificationCodeIncorrect",
+    "ConversationItem",
+    "ConversationItemIn",
+    "ConversationItemPage",
 ]
 
 JSON_TYPES: dict[str, tuple[type, ...]] = {
@@ -109,6 +112,24 @@ def test_list_filters_are_the_list_query_parameters_but_paging() -> None:
         assert set(get_args(hints[name])) == set(by_name[name]["schema"]["enum"])
     for name in ("limit", "page_token", "count"):
         assert name in user_sessions_client.UserSessionsClient.list_page.__code__.co_varnames
+
+
+def test_list_items_page_takes_the_items_list_query_parameters() -> None:
+    (path,) = [path for path in SPEC["paths"] if path.endswith("/items") and "get" in SPEC["paths"][path]]
+    parameters = [parameter for parameter in SPEC["paths"][path]["get"]["parameters"] if "$ref" not in parameter]
+    by_name = {parameter["name"]: parameter for parameter in parameters if parameter["in"] == "query"}
+    signature = user_sessions_client.UserSessionsClient.list_items_page.__code__
+    assert set(by_name) <= set(signature.co_varnames[: signature.co_argcount + signature.co_kwonlyargcount])
+    assert set(by_name) == {"order", "type", "role", "limit", "page_token"}
+    assert set(get_args(user_sessions_client.ItemOrder)) == set(by_name["order"]["schema"]["enum"])
+
+
+def test_append_items_sends_the_spec_append_body() -> None:
+    """``append_items`` wraps its items as ``ItemsAppend`` does: ``{"items": [ConversationItemIn, ...]}``."""
+    append = SCHEMAS["ItemsAppend"]
+    assert set(append["properties"]) == {"items"}
+    assert append["properties"]["items"]["items"]["$ref"].endswith("/ConversationItemIn")
+    assert append["properties"]["items"]["maxItems"] == user_sessions_client.MAX_ITEMS_PER_APPEND
 
 
 def run(*command: str | Path, cwd: Path = PROJECT_ROOT) -> str:

@@ -18,7 +18,7 @@ pytest.importorskip("agents", reason="openai-agents is not installed: pip instal
 
 from agents.memory import Session, SessionABC, SessionSettings
 
-from user_sessions_client import ConversationItem, ConversationItemCreate, UserSessionsClient
+from user_sessions_client import ConversationItem, ConversationItemIn, UserSessionsClient
 from user_sessions_client.agents import UserSessionsAgentSession
 
 USER_SESSION = "0b6f8e3c-6d2a-4f6e-9d3b-1f2e3d4c5b6a"
@@ -30,7 +30,7 @@ class InMemoryItems(UserSessionsClient):
     def __init__(self) -> None:
         super().__init__("http://127.0.0.1:1")
         self.items: list[ConversationItem] = []
-        self.appends: list[list[ConversationItemCreate]] = []
+        self.appends: list[list[ConversationItemIn]] = []
         self.pages: list[dict[str, Any]] = []
         self.threads: set[int] = set()
 

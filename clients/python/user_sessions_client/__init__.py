@@ -45,7 +45,7 @@ from user_sessions_client.errors import (
 )
 from user_sessions_client.schemas import (
     ConversationItem,
-    ConversationItemCreate,
+    ConversationItemIn,
     ConversationItemPage,
     ListFilters,
     Problem,
@@ -66,7 +66,7 @@ __all__ = [
     "ClientError",
     "Conflict",
     "ConversationItem",
-    "ConversationItemCreate",
+    "ConversationItemIn",
     "ConversationItemPage",
     "Forbidden",
     "Gone",

@@ -31,7 +31,7 @@ except ImportError as error:  # pragma: no cover - depends on what is installed
     ) from error
 
 from user_sessions_client.client import MAX_ITEMS_PER_APPEND, UserSessionsClient
-from user_sessions_client.schemas import ConversationItemCreate
+from user_sessions_client.schemas import ConversationItemIn
 
 __all__ = ["UserSessionsAgentSession"]
 
@@ -119,15 +119,15 @@ class UserSessionsAgentSession(SessionABC):
         newest.reverse()
         return newest
 
-    def _append(self, batches: list[list[ConversationItemCreate]]) -> None:
+    def _append(self, batches: list[list[ConversationItemIn]]) -> None:
         for batch in batches:
             self.client.append_items(self.session_id, batch)
 
 
-def _stored(item: TResponseInputItem) -> ConversationItemCreate:
+def _stored(item: TResponseInputItem) -> ConversationItemIn:
     """An SDK item as the service stores it: whole as ``content``, its type and role beside it."""
     fields = cast(Mapping[str, Any], item)
-    stored: ConversationItemCreate = {"content": item}
+    stored: ConversationItemIn = {"content": item}
     kind = fields.get("type")
     stored["type"] = kind if isinstance(kind, str) else "message"
     role = fields.get("role")
@@ -136,10 +136,10 @@ def _stored(item: TResponseInputItem) -> ConversationItemCreate:
     return stored
 
 
-def _batches(items: list[ConversationItemCreate]) -> list[list[ConversationItemCreate]]:
+def _batches(items: list[ConversationItemIn]) -> list[list[ConversationItemIn]]:
     """``items`` cut, in order, into appends the service takes: up to 100 items, under 1 MiB."""
-    batches: list[list[ConversationItemCreate]] = []
-    current: list[ConversationItemCreate] = []
+    batches: list[list[ConversationItemIn]] = []
+    current: list[ConversationItemIn] = []
     weight = 0
     for item in items:
         size = len(json.dumps(item, separators=(",", ":"), default=str).encode()) + 1

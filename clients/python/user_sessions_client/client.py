@@ -21,7 +21,7 @@ from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnection
 from user_sessions_client.errors import ClientError, IdempotencyKeyInUse, ItemNotFound, TransportError, error_for
 from user_sessions_client.schemas import (
     ConversationItem,
-    ConversationItemCreate,
+    ConversationItemIn,
     ConversationItemPage,
     ListFilters,
     UserSession,
@@ -293,7 +293,7 @@ class UserSessionsClient:
     def append_items(
         self,
         user_session: SessionRef,
-        items: Iterable[ConversationItemCreate],
+        items: Iterable[ConversationItemIn],
         *,
         idempotency_key: str | None = None,
     ) -> list[ConversationItem]:

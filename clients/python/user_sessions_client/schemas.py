@@ -106,8 +106,8 @@ class ConversationItem(TypedDict):
     created_at: str
 
 
-class ConversationItemCreate(TypedDict):
-    """An item to append (schema ``ConversationItemCreate``): only ``content`` is needed.
+class ConversationItemIn(TypedDict):
+    """An item to append (schema ``ConversationItemIn``, an item of ``ItemsAppend``): only ``content`` is needed.
 
     ``type`` defaults to ``"message"`` (1 to 64 chars of ``[a-z0-9_.-]``); ``id``
     to a uuid the service picks (one that exists already is a :class:`Conflict`).
