@@ -15,15 +15,17 @@ from typing import Any
 import pytest
 import requests
 
-pytest.importorskip("agents", reason="openai-agents is not installed: pip install -e './clients/python[agents]'")
-
-from agents import Agent, Model, ModelResponse, Runner, Usage, set_tracing_disabled
-from openai.types.responses import ResponseOutputMessage, ResponseOutputText
-
 from tests.contract.conftest import API_KEY
-from tests.live import LiveServer
+from tests.support.live import LiveServer
+from tests.support.requirements import require_module
 from user_sessions_client import NotFound, UserSessionsClient
-from user_sessions_client.agents import UserSessionsAgentSession
+
+require_module("agents", "pip install -e './clients/python[agents]' (openai-agents)")
+
+from agents import Agent, Model, ModelResponse, Runner, Usage, set_tracing_disabled  # noqa: E402
+from openai.types.responses import ResponseOutputMessage, ResponseOutputText  # noqa: E402
+
+from user_sessions_client.agents import UserSessionsAgentSession  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,7 @@ import pytest
 from tests.contract.conftest import API_KEY
 from tests.contract.proxy import FORWARD, LOSE_ANSWER, LossyProxy
 from tests.contract.test_client import RecordedSleep, http_response
-from tests.live import LiveServer
+from tests.support.live import LiveServer
 from user_sessions_client import (
     Conflict,
     ConversationItem,

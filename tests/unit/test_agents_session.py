@@ -14,12 +14,14 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("agents", reason="openai-agents is not installed: pip install -e './clients/python[agents]'")
-
-from agents.memory import Session, SessionABC, SessionSettings
-
+from tests.support.requirements import require_module
 from user_sessions_client import ConversationItem, ConversationItemIn, UserSessionsClient
-from user_sessions_client.agents import UserSessionsAgentSession
+
+require_module("agents", "pip install -e './clients/python[agents]' (openai-agents)")
+
+from agents.memory import Session, SessionABC, SessionSettings  # noqa: E402
+
+from user_sessions_client.agents import UserSessionsAgentSession  # noqa: E402
 
 USER_SESSION = "0b6f8e3c-6d2a-4f6e-9d3b-1f2e3d4c5b6a"
 
