@@ -8,7 +8,8 @@ changes).
 
 Concurrency: every change of one session's items first locks the session's
 row, in a unit of work (an append by bumping the session's ``last_item_seq``,
-which also hands out its seqs). So appends and pops of one session run one
+which also hands out its seqs; on PostgreSQL the bump and the insert are one
+statement, which holds the lock until it commits). So appends and pops of one session run one
 at a time: a batch's seqs are consecutive and never interleave with
 another's, every pop takes the newest item at that moment, and no two pops
 take the same one. Reads take no lock and run as one statement each.
@@ -23,7 +24,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.database import get_db_session, utcnow
+from service.database import get_db_session, one_statement, utcnow
 from service.errors import ItemAlreadyExists, ItemNotFound, UserSessionNotFound
 from service.models import ConversationItemRow
 from service.operations.documents import DocumentBounds
@@ -53,6 +54,15 @@ def append_items(user_session_uuid: uuid.UUID, items: Sequence[Mapping[str, Any]
     """
     now = utcnow()
     try:
+        if get_conversation_item_repository().appends_in_one_statement():
+            # PostgreSQL: one statement reserves the seqs and inserts, committing by itself.
+            with one_statement() as db_session:
+                stored = get_conversation_item_repository(db_session).append_in_one_statement(
+                    user_session_uuid, items, now=now
+                )
+            if not stored:
+                raise UserSessionNotFound()
+            return stored
         with get_db_session() as db_session:
             last_seq = get_user_session_repository(db_session).reserve_item_seqs(user_session_uuid, len(items), now=now)
             if last_seq is None:

@@ -173,6 +173,11 @@ class BaseRepository(Generic[ModelT]):
         bind = self.db_session if in_unit_of_work(self.db_session) else self.db_session.get_bind()
         return statement.first(bind, parameters)
 
+    def _all(self, statement: PreparedStatement, parameters: Mapping[str, Any]) -> Any:
+        """Every row, run as ``_first`` runs."""
+        bind = self.db_session if in_unit_of_work(self.db_session) else self.db_session.get_bind()
+        return statement.all(bind, parameters)
+
     def create(self, entity: ModelT) -> ModelT:
         """Insert ``entity``; an ``IntegrityError`` means a constraint refused it."""
         self.db_session.add(entity)

@@ -108,8 +108,10 @@ def _refuse_unnoted_writes(state: ORMExecuteState) -> None:
         written = {getattr(column, "key", str(column)) for column in getattr(state.statement, "_values", None) or {}}
         if not state.is_update or not written <= UNCOPIED_ATTRIBUTES:
             raise UnnotedUserSessionWrite(
-                f"an UPDATE run with NOTHING_COPIED_CHANGES may set only {sorted(UNCOPIED_ATTRIBUTES)}, "
-                f"not {sorted(written - UNCOPIED_ATTRIBUTES)}"
+                "a statement run with NOTHING_COPIED_CHANGES writes only "
+                + ", ".join(sorted(UNCOPIED_ATTRIBUTES))
+                + "; this one writes "
+                + ", ".join(sorted(written - UNCOPIED_ATTRIBUTES) or ["something else"])
             )
 
 

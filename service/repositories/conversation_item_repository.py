@@ -17,11 +17,28 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, CursorResult, String, Uuid, bindparam, delete, exists, func, select
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    ColumnElement,
+    CursorResult,
+    String,
+    Uuid,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 
 from service.database import UTCDateTime
-from service.models import ConversationItem, ConversationItemRow, UserSession
+from service.models import DEFAULT_ITEM_TYPE, ConversationItem, ConversationItemRow, UserSession
 from service.repositories.base_repository import BaseRepository
+from service.repositories.changes import NOTHING_COPIED_CHANGES
 from service.repositories.prepared import PreparedStatement
 from service.repositories.query import Keyset, ListQuery, Page, attribute_columns
 
@@ -63,6 +80,63 @@ _DELETE_ONE = (
 _DELETE_ALL = delete(ConversationItem).where(_session_is()).execution_options(synchronize_session=False)
 
 
+def _append_in_one_statement() -> PreparedStatement:
+    """PostgreSQL: take the live session's next seqs and insert the batch, in one
+    statement (a data-modifying CTE), so an append is one round trip that
+    commits by itself, as a create is. The batch arrives as arrays, unnested
+    in order: one statement for every batch size.
+
+    ``WITH reserved AS (UPDATE user_sessions SET last_item_seq = last_item_seq + :count
+    WHERE uuid = :user_session_uuid AND <live> RETURNING last_item_seq)
+    INSERT INTO conversation_items … SELECT :user_session_uuid, last_item_seq - :count + ord, …
+    FROM reserved, unnest(:ids, :types, :roles, :contents) WITH ORDINALITY … RETURNING …``
+
+    The UPDATE holds the session's row lock until the statement commits; a
+    session that is not live reserves nothing and so inserts nothing.
+    """
+    count = bindparam("count", type_=BigInteger())
+    user_session_uuid = bindparam("user_session_uuid", type_=Uuid())
+    now = bindparam("now", type_=UTCDateTime())
+    reserved = (
+        update(UserSession)
+        .where(UserSession.uuid == user_session_uuid, UserSession.live_clause(now))
+        .values(last_item_seq=UserSession.last_item_seq + count)
+        .returning(UserSession.last_item_seq)
+        .cte("reserved")
+    )
+    batch = (
+        func.unnest(
+            bindparam("ids", type_=ARRAY(Uuid())),
+            bindparam("types", type_=ARRAY(String())),
+            bindparam("roles", type_=ARRAY(String())),
+            bindparam("contents", type_=ARRAY(JSONB())),
+        )
+        .table_valued("id", "type", "role", "content", with_ordinality="ord")
+        .render_derived()
+    )
+    rows = select(
+        user_session_uuid,
+        reserved.c.last_item_seq - count + batch.c.ord,
+        batch.c.id,
+        batch.c.type,
+        batch.c.role,
+        batch.c.content,
+        now,
+    ).select_from(reserved.join(batch, true()))
+    table: Any = ConversationItem.__table__
+    statement = (
+        insert(table)
+        .from_select(["user_session_uuid", "seq", "id", "type", "role", "content", "created_at"], rows)
+        .add_cte(reserved)
+        .returning(*attribute_columns(ConversationItem))
+        .execution_options(**NOTHING_COPIED_CHANGES)
+    )
+    return PreparedStatement(statement, ConversationItemRow)
+
+
+_APPEND_IN_ONE_STATEMENT = _append_in_one_statement()
+
+
 @dataclass(frozen=True)
 class ItemFilters:
     """Exact matches a listing asks for (None: any)."""
@@ -97,6 +171,29 @@ class ConversationItemRepository(BaseRepository[ConversationItem]):
 
     model = ConversationItem
     row_type = ConversationItemRow
+
+    def appends_in_one_statement(self) -> bool:
+        """Whether :meth:`append_in_one_statement` serves this database (PostgreSQL);
+        elsewhere an append is ``reserve_item_seqs`` then :meth:`insert_batch`."""
+        return self.db_session.get_bind().dialect.name == "postgresql"
+
+    def append_in_one_statement(
+        self, user_session_uuid: uuid.UUID, items: Sequence[Mapping[str, Any]], *, now: datetime
+    ) -> list[ConversationItemRow]:
+        """Store ``items`` at the end of the live session's history, in order,
+        in one statement; return them as stored, or ``[]`` when the session is
+        not live (nothing is stored then)."""
+        parameters = {
+            "user_session_uuid": user_session_uuid,
+            "count": len(items),
+            "now": now,
+            "ids": [item.get("id") or uuid.uuid4() for item in items],
+            "types": [item.get("type", DEFAULT_ITEM_TYPE) for item in items],
+            "roles": [item.get("role") for item in items],
+            "contents": [item["content"] for item in items],
+        }
+        rows: list[ConversationItemRow] = self._all(_APPEND_IN_ONE_STATEMENT, parameters)
+        return sorted(rows, key=lambda row: row.seq)
 
     def insert_batch(
         self, user_session_uuid: uuid.UUID, first_seq: int, items: Sequence[Mapping[str, Any]], *, now: datetime

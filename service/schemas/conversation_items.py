@@ -74,7 +74,7 @@ class ItemsAppendSchema(StrictSchema):
                     errors[index] = {"id": ["Appears more than once in this batch."]}
                 seen.add(item["id"])
         if errors:
-            raise ValidationError({"items": errors})  # type: ignore[dict-item]
+            raise ValidationError({"items": errors})
 
 
 class ConversationItemSchema(CompiledDump):

@@ -383,7 +383,7 @@ def test_an_item_is_found_only_under_its_own_session(
     assert client.get(items_url(user_session, f"/{item['id']}")).status_code == 200
 
 
-@pytest.mark.parametrize("item_id", [str(uuid.uuid4()), "not-a-uuid", "popped"])
+@pytest.mark.parametrize("item_id", ["5f0c6a52-8a1e-4b0e-9f43-0b9d8a4c2e11", "not-a-uuid", "popped"])
 def test_an_unknown_or_malformed_item_id_is_item_not_found(
     client: FlaskClient, user_session: str, item_id: str
 ) -> None:
@@ -444,7 +444,7 @@ def assert_every_request_finds_no_session(client: FlaskClient, user_session_uuid
         assert_problem(response, 404, "USER_SESSION_NOT_FOUND")
 
 
-@pytest.mark.parametrize("user_session_uuid", [str(uuid.uuid4()), "not-a-uuid", "0" * 36])
+@pytest.mark.parametrize("user_session_uuid", ["8d3f1b7e-2c4a-4e6f-9a1b-3c5d7e9f0a2b", "not-a-uuid", "0" * 36])
 def test_every_items_request_on_a_missing_session_is_user_session_not_found(
     client: FlaskClient, user_session_uuid: str
 ) -> None:
@@ -582,3 +582,29 @@ def test_items_requests_count_against_the_rate_limit(
     response = limited.get(items_url(user_session))
     assert_problem(response, 429, "RATE_LIMITED")
     assert int(response.headers["Retry-After"]) >= 1
+
+
+def test_an_update_that_says_it_changes_nothing_copied_may_set_only_the_items_counter(
+    app: Flask, user_session: str
+) -> None:
+    from sqlalchemy import update
+
+    from service.models import UserSession
+
+    with app.app_context():
+        counter_only = (
+            update(UserSession)
+            .where(UserSession.uuid == uuid.UUID(user_session))
+            .values(last_item_seq=UserSession.last_item_seq + 1)
+            .execution_options(synchronize_session=False, **changes.NOTHING_COPIED_CHANGES)
+        )
+        db.session.execute(counter_only)
+        sneaky = (
+            update(UserSession)
+            .where(UserSession.uuid == uuid.UUID(user_session))
+            .values(last_item_seq=5, name="changed")
+            .execution_options(synchronize_session=False, **changes.NOTHING_COPIED_CHANGES)
+        )
+        with pytest.raises(changes.UnnotedUserSessionWrite, match="name"):
+            db.session.execute(sneaky)
+        db.session.rollback()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import requests
@@ -42,7 +43,9 @@ def test_racing_appends_to_one_session_each_get_consecutive_seqs(live_server: Li
         writers = iter(range(APPENDERS))
         lock = threading.Lock()
 
-        def batch() -> requests.Response:
+        def batch(
+            writers: Iterator[int] = writers, lock: threading.Lock = lock, user_session: str = user_session
+        ) -> requests.Response:
             with lock:
                 writer = next(writers)
             items = [{"content": {"writer": writer, "index": index}, "role": "user"} for index in range(BATCH)]
