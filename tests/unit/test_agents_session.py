@@ -16,6 +16,7 @@ import pytest
 
 from tests.support.requirements import require_module
 from user_sessions_client import ConversationItem, ConversationItemIn, UserSessionsClient
+from user_sessions_client.client import encode_json
 
 require_module("agents", "pip install -e './clients/python[agents]' (openai-agents)")
 
@@ -181,10 +182,10 @@ def test_more_items_than_one_append_takes_go_in_order_in_several(
 def test_items_heavier_than_one_append_takes_go_in_several(
     memory: UserSessionsAgentSession, client: InMemoryItems
 ) -> None:
-    heavy = [message("tool", "x" * 60_000) for _ in range(40)]  # 2.4 MB in all, each under 64 KiB
+    heavy = [message("tool", "é" * 10_000) for _ in range(40)]  # 60 kB each as sent (\u00e9), 2.4 MB in all
     asyncio.run(memory.add_items(heavy))  # type: ignore[arg-type]
     assert len(client.appends) == 3
-    assert all(sum(len(item["content"]["content"]) for item in batch) < 1024 * 1024 for batch in client.appends)
+    assert all(len(encode_json({"items": batch})) <= 1024 * 1024 for batch in client.appends)
     assert asyncio.run(memory.get_items()) == heavy
 
 

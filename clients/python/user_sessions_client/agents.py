@@ -17,7 +17,6 @@ same history: the service is the store, not the process.
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from collections.abc import Awaitable, Mapping
 from typing import Any, TypeVar, cast
@@ -30,7 +29,7 @@ except ImportError as error:  # pragma: no cover - depends on what is installed
         "user_sessions_client.agents needs the OpenAI Agents SDK: pip install 'user-sessions-client[agents]'"
     ) from error
 
-from user_sessions_client.client import MAX_ITEMS_PER_APPEND, UserSessionsClient
+from user_sessions_client.client import MAX_ITEMS_PER_APPEND, UserSessionsClient, _jsonable, encode_json
 from user_sessions_client.schemas import ConversationItemIn
 
 __all__ = ["UserSessionsAgentSession"]
@@ -142,7 +141,7 @@ def _batches(items: list[ConversationItemIn]) -> list[list[ConversationItemIn]]:
     current: list[ConversationItemIn] = []
     weight = 0
     for item in items:
-        size = len(json.dumps(item, separators=(",", ":"), default=str).encode()) + 1
+        size = len(encode_json(_jsonable(item))) + 1  # and a comma
         if current and (len(current) == MAX_ITEMS_PER_APPEND or weight + size > MAX_APPEND_BYTES):
             batches.append(current)
             current, weight = [], 0

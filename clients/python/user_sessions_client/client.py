@@ -444,7 +444,7 @@ class UserSessionsClient:
         all_headers = dict(headers or {})
         data = None
         if json_body is not None:
-            data = json.dumps(json_body).encode()
+            data = encode_json(json_body)
             all_headers["Content-Type"] = content_type
         if idempotency_key is not None:
             # The same key on every attempt: a retry is replayed, never done twice.
@@ -510,6 +510,12 @@ class UserSessionsClient:
         if retry_after > self.max_retry_after:
             return None
         return max(retry_after, self._backoff(attempt))
+
+
+def encode_json(value: Any) -> bytes:
+    """A request body as the client sends it: compact JSON (non-ASCII escaped, so a string the
+    service cannot store reaches it as such, and is refused by name)."""
+    return json.dumps(value, separators=(",", ":")).encode()
 
 
 def _never_sent(error: requests.RequestException) -> bool:
