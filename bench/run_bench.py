@@ -466,7 +466,7 @@ def report(result: dict[str, Any]) -> str:
         f"run: {s['rows']} rows ({s['live_rows']} live), gunicorn -w {s['workers']} ({s['worker_class']}), "
         f"{s['load']}, {s['duration']} s x {s['rounds']} rounds (median)",
         "",
-        f"{'scenario':<12}{'target':<15}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'CPU ms/req':>12}"
+        f"{'scenario':<19}{'target':<15}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'CPU ms/req':>12}"
         f"{'cache hits':>12}",
     ]
     for scenario in s["scenarios"]:
@@ -476,7 +476,7 @@ def report(result: dict[str, Any]) -> str:
                 continue
             hits = "-" if row["cache_hit_pct"] is None else f"{row['cache_hit_pct']:.0f} %"
             lines.append(
-                f"{scenario:<12}{name:<15}{row['rps']:>9.1f}{row['p50_ms']:>9.1f}{row['p99_ms']:>9.1f}"
+                f"{scenario:<19}{name:<15}{row['rps']:>9.1f}{row['p50_ms']:>9.1f}{row['p99_ms']:>9.1f}"
                 f"{row['errors']:>8}{row['cpu_ms_per_request']:>12.2f}{hits:>12}"
             )
     lines.append("")
@@ -491,6 +491,14 @@ def report(result: dict[str, Any]) -> str:
         ]
         if shown:
             lines.append(f"cost per request (median of per-round req/s ratios), {name}: {', '.join(shown)}")
+        rows = result["results"][name]
+        by_cpu = [
+            f"{scenario}/{baseline} {rows[scenario]['cpu_ms_per_request'] / rows[baseline]['cpu_ms_per_request']:.2f}"
+            for scenario, baseline, _bound in COST_BOUNDS
+            if scenario in rows and baseline in rows and rows[baseline]["cpu_ms_per_request"]
+        ]
+        if by_cpu:
+            lines.append(f"cost per request (workers' CPU ms/req), {name}: {', '.join(by_cpu)}")
     for name, race in result["item_races"].items():
         lines.append(
             f"items race, {name}: {race['clients']} clients appending batches of 3 to one session for "
@@ -601,7 +609,7 @@ def main() -> None:
                     if scenario in APPEND_BATCH:
                         posted = delete_appended(database_url, histories)
                     log(
-                        f"  round {round_number + 1} {scenario:<10} {target.name:<14} {result.rate:8.1f} req/s  "
+                        f"  round {round_number + 1} {scenario:<17} {target.name:<14} {result.rate:8.1f} req/s  "
                         f"p50 {result.p50_ms:6.1f} ms  p99 {result.p99_ms:6.1f} ms  errors {result.errors}"
                         + (
                             f"  (deleted {posted} posted rows)"

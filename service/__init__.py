@@ -36,6 +36,8 @@ API_SETTINGS = {
     "OPENAPI_VERSION": "3.1.0",
     # The documents and the docs page are served by ``service.api.docs``.
     "OPENAPI_URL_PREFIX": None,
+    # No automatic OPTIONS: a method a path does not document is a 405 with ``Allow``.
+    "PROVIDE_AUTOMATIC_OPTIONS": False,
 }
 
 
@@ -73,10 +75,13 @@ class NoCookieSessions(SessionInterface):
         return None
 
 
-def create_app(environ: Mapping[str, str] | None = None) -> Flask:
-    """Build the app from ``environ`` (the process environment by default)."""
+def create_app(environ: Mapping[str, str] | None = None, *, serving: bool = True) -> Flask:
+    """Build the app from ``environ`` (the process environment by default).
+
+    ``serving=False`` builds it for a command that serves nothing (``wsgi.py``
+    decides): production then needs no ``API_KEYS`` (``service.config``)."""
     app = ServiceFlask(__name__, instance_path=str(Path(os.environ.get("INSTANCE_PATH", "instance")).resolve()))
-    app.config.update(load_config(os.environ if environ is None else environ), **API_SETTINGS)
+    app.config.update(load_config(os.environ if environ is None else environ, serving=serving), **API_SETTINGS)
     app.session_interface = NoCookieSessions()
     configure_logging(app)
     trust_proxies(app)
@@ -91,7 +96,7 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     register_error_handlers(app)
     register_infrastructure(app)
     app.cli.add_command(user_sessions_cli)
-    warn_about_development_defaults(app)
+    warn_about_development_defaults(app, serving=serving)
     return app
 
 
@@ -125,8 +130,8 @@ def register_infrastructure(app: Flask) -> None:
     security.init_app(app)
 
 
-def warn_about_development_defaults(app: Flask) -> None:
+def warn_about_development_defaults(app: Flask, *, serving: bool = True) -> None:
     if app.config["SECRET_KEY_IS_DEFAULT"]:
         log.warning("SECRET_KEY is not set: using a fixed development key; set SECRET_KEY on every instance")
-    if not app.config["API_KEYS"]:
+    if serving and not app.config["API_KEYS"]:
         log.warning("API_KEYS is not set: /user-sessions is open to anyone who can reach it")

@@ -10,7 +10,13 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
 DEVELOPMENT_SECRET_KEY = "development-only-secret-key-do-not-use-in-production"  # noqa: S105
+
+ENVIRONMENTS = ("development", "production")
+PRODUCTION_SECRET_KEY_MIN_LENGTH = 32
 
 log = logging.getLogger(__name__)
 
@@ -40,17 +46,38 @@ def normalise_database_url(url: str) -> str:
     return url
 
 
+def _database_url(environ: Mapping[str, str]) -> str | None:
+    """``DATABASE_URL``, normalised; refused (without echoing it: it may hold a
+    password) when SQLAlchemy cannot read it or has no driver for it."""
+    raw = environ.get("DATABASE_URL") or None
+    if raw is None:
+        return None
+    url = normalise_database_url(raw.strip())
+    try:
+        make_url(url).get_dialect()
+    except (ArgumentError, NoSuchModuleError, ValueError):
+        raise ConfigurationError(
+            "DATABASE_URL is not a database URL SQLAlchemy can use (e.g. postgresql://user:password@host:5432/name)"
+        ) from None
+    return url
+
+
 def parse_api_keys(raw: str | None) -> dict[str, bool]:
-    """Map each configured key to whether it may write (``key:ro`` may only read)."""
+    """Map each configured key to whether it may write (``key:ro`` may only read).
+
+    A key listed twice with different rights is refused: which of the two was
+    meant cannot be guessed, and guessing read-only or read-write are both wrong.
+    """
     keys: dict[str, bool] = {}
     for item in (raw or "").split(","):
         item = item.strip()
         if not item:
             continue
-        if item.endswith(":ro"):
-            keys[item[: -len(":ro")]] = False
-        else:
-            keys[item] = True
+        key, can_write = (item[: -len(":ro")], False) if item.endswith(":ro") else (item, True)
+        if keys.get(key, can_write) != can_write:
+            # The key itself is never echoed: it is a secret.
+            raise ConfigurationError("API_KEYS lists a key twice, once with :ro and once without; list each key once")
+        keys[key] = can_write
     return keys
 
 
@@ -73,31 +100,43 @@ def _check_rate_limit(value: str) -> None:
         raise ConfigurationError(f"RATE_LIMIT must look like 100/second or 1000/minute;20/second, got {value!r}")
 
 
-def load_config(environ: Mapping[str, str]) -> dict[str, Any]:
-    """Build the Flask config from ``environ``; refuse unsafe production setups."""
+def load_config(environ: Mapping[str, str], *, serving: bool = True) -> dict[str, Any]:
+    """Build the Flask config from ``environ``; refuse unsafe production setups.
+
+    ``serving=False`` is for commands that answer no HTTP request (``flask db
+    upgrade``, the purge): they need no ``API_KEYS``, which only guard the API.
+    """
     env = environ.get("ENV", "development").strip() or "development"
+    if env not in ENVIRONMENTS:
+        raise ConfigurationError(f"ENV must be {' or '.join(ENVIRONMENTS)}, got {env!r}")
     production = env == "production"
     secret_key = environ.get("SECRET_KEY") or None
     api_keys = parse_api_keys(environ.get("API_KEYS"))
 
     if production:
-        missing = [name for name, value in (("API_KEYS", api_keys), ("SECRET_KEY", secret_key)) if not value]
+        required = (("API_KEYS", api_keys), ("SECRET_KEY", secret_key)) if serving else (("SECRET_KEY", secret_key),)
+        missing = [name for name, value in required if not value]
         if missing:
             raise ConfigurationError(
                 "ENV=production refuses to start without " + " and ".join(missing) + "; set them and start again"
+            )
+        if secret_key is not None and len(secret_key.strip()) < PRODUCTION_SECRET_KEY_MIN_LENGTH:
+            raise ConfigurationError(
+                f"ENV=production needs a SECRET_KEY of at least {PRODUCTION_SECRET_KEY_MIN_LENGTH} characters "
+                "(e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(48))')"
             )
 
     rate_limit = (environ.get("RATE_LIMIT") or "").strip() or None
     if rate_limit is not None:
         _check_rate_limit(rate_limit)
 
-    database_url = environ.get("DATABASE_URL") or None
+    database_url = _database_url(environ)
     return {
         "ENV": env,
         "SECRET_KEY": secret_key or DEVELOPMENT_SECRET_KEY,
         "SECRET_KEY_IS_DEFAULT": secret_key is None,
         # None means "a SQLite file in the instance folder", resolved by the factory.
-        "SQLALCHEMY_DATABASE_URI": normalise_database_url(database_url) if database_url else None,
+        "SQLALCHEMY_DATABASE_URI": database_url,
         "DB_STATEMENT_TIMEOUT_MS": _int(environ, "DB_STATEMENT_TIMEOUT_MS", 5000, minimum=0),
         "DB_CONNECT_TIMEOUT": _int(environ, "DB_CONNECT_TIMEOUT", 3, minimum=1),
         "DB_POOL_SIZE": _int(environ, "DB_POOL_SIZE", 5, minimum=1),

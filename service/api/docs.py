@@ -57,6 +57,7 @@ DOCS_PAGE = """\
 
 TEXT_SCHEMA = {"type": "string"}
 OBJECT_SCHEMA = {"type": "object"}
+TEXT_SCHEMA = {"type": "string"}
 
 
 def _rendered() -> dict[str, str]:
@@ -76,6 +77,7 @@ def _rendered() -> dict[str, str]:
 @blp.route("/openapi.json")
 class OpenApiJson(MethodView):
     @blp.doc(operationId="getOpenApiJson")
+    @blp.documents_head("headOpenApiJson")
     @blp.response(200, OBJECT_SCHEMA, description="The OpenAPI document, the same as `openapi.yaml`.")
     def get(self) -> Response:
         """The OpenAPI document as JSON."""
@@ -85,9 +87,10 @@ class OpenApiJson(MethodView):
 @blp.route("/openapi.yaml")
 class OpenApiYaml(MethodView):
     @blp.doc(operationId="getOpenApiYaml")
+    @blp.documents_head("headOpenApiYaml")
     @blp.response(
         200,
-        OBJECT_SCHEMA,
+        TEXT_SCHEMA,
         content_type=YAML_MEDIA_TYPE,
         description="The OpenAPI document, byte for byte the `openapi.yaml` of the repository.",
     )
@@ -99,6 +102,7 @@ class OpenApiYaml(MethodView):
 @blp.route("/docs")
 class Docs(MethodView):
     @blp.doc(operationId="getDocs")
+    @blp.documents_head("headDocs")
     @blp.response(200, TEXT_SCHEMA, content_type="text/html", description="Swagger UI; every asset is served here.")
     def get(self) -> Response:
         """Interactive API docs (Swagger UI, served by the service itself)."""

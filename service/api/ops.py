@@ -22,6 +22,7 @@ blp = Blueprint("ops", __name__, description="Health of the process and its depe
 @blp.route("/healthz")
 class Health(MethodView):
     @blp.doc(operationId="getHealth")
+    @blp.documents_head("headHealth")
     @blp.response(200, HealthSchema)
     def get(self) -> Any:
         """The process is up (no I/O)."""
@@ -31,6 +32,7 @@ class Health(MethodView):
 @blp.route("/readyz")
 class Readiness(MethodView):
     @blp.doc(operationId="getReadiness")
+    @blp.documents_head("headReadiness")
     @blp.response(200, ReadinessSchema)
     @blp.alt_response(
         503, schema=ReadinessSchema, description="The database does not answer.", headers={"Retry-After": "Retry-After"}
@@ -57,6 +59,7 @@ class Readiness(MethodView):
 
 @blp.route("/metrics")
 class Metrics(MethodView):
+    @blp.documents_head("headMetrics")
     @blp.doc(
         operationId="getMetrics",
         responses={

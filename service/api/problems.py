@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
-from flask import Flask, Response, g, has_request_context, json, request
+from flask import Flask, Response, g, json, request
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm.exc import StaleDataError
@@ -49,10 +49,31 @@ _HTTP_CODES = {
     429: "RATE_LIMITED",
     500: "INTERNAL_ERROR",
 }
+
+
+def stable_codes() -> list[str]:
+    """Every ``code`` a problem can carry: the service's errors' and the framework's."""
+    codes = {"INTERNAL_ERROR", "INVALID_QUERY_PARAMETER", "VALIDATION_FAILED", *_HTTP_CODES.values()}
+    pending: list[type[ServiceError]] = [ServiceError]
+    while pending:
+        error = pending.pop()
+        codes.add(error.code)
+        pending.extend(error.__subclasses__())
+    return sorted(codes)
+
+
+# The framework's refusals, in the service's own words (never Werkzeug's).
 _HTTP_DETAILS = {
+    400: "The request is not one the service can read.",
     404: "No resource exists at this URL.",
     405: "This URL does not support this method; see the Allow header.",
+    406: "The service answers JSON only; accept application/json.",
+    415: "The request body's Content-Type is not accepted here.",
+    422: "The request body is not valid.",
+    429: "Too many requests; retry after the number of seconds in Retry-After.",
+    500: "The service failed to handle the request.",
 }
+_OTHER_STATUS_DETAIL = "The service cannot answer this request (HTTP {status})."
 
 
 def problem_response(
@@ -123,15 +144,6 @@ def _handle_malformed_item_id(_error: HTTPException) -> Response:
     return _handle_service_error(ItemNotFound())
 
 
-def _too_large_detail() -> str:
-    """What a 413 says: the limit of the route that refused the body."""
-    limit = request.max_content_length if has_request_context() else None
-    if not limit:
-        return "The request body is too large."
-    size = f"{limit // (1024 * 1024)} MiB" if limit % (1024 * 1024) == 0 else f"{limit // 1024} KiB"
-    return f"The request body is larger than {size}."
-
-
 def _handle_http_exception(error: HTTPException) -> Response:
     status = error.code or 500
     headers = {key: value for key, value in error.get_headers() if key.lower() != "content-type"}
@@ -145,9 +157,11 @@ def _handle_http_exception(error: HTTPException) -> Response:
             )
         return problem_response(status, "VALIDATION_FAILED", RequestValidationError.detail, errors=errors)
     code = _HTTP_CODES.get(status, HTTPStatus(status).name)
-    detail = _HTTP_DETAILS.get(status) or error.description or HTTPStatus(status).description
     if status == 413:
-        detail = _too_large_detail()
+        limit = request.max_content_length
+        detail = f"The request body is larger than the {(limit or 0) // 1024} KiB allowed here."
+    else:
+        detail = _HTTP_DETAILS.get(status, _OTHER_STATUS_DETAIL.format(status=status))
     return problem_response(status, code, detail, headers=headers)
 
 

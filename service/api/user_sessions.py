@@ -78,6 +78,7 @@ A bare `+`, which arrives as a space, is read as `+` all the same.
 @blp.route("")
 class UserSessions(MethodView):
     @blp.doc(operationId="listUserSessions")
+    @blp.documents_head("headUserSessions")
     @blp.arguments(UserSessionListArgsSchema, location="query", error_status_code=400)
     @blp.response(200, UserSessionPageSchema, description="A page of user sessions.", headers={"Link": "Link"})
     @blp.doc(description=LIST_DESCRIPTION)

@@ -53,7 +53,6 @@ class EmailVerification(MethodView):
     @blp.alt_response(409, description="The session has no email (EMAIL_MISSING).")
     @blp.alt_response(
         429,
-        headers={"Retry-After": "Retry-After"},
         description=(
             "Within the resend cooldown of the last issue (VERIFICATION_RESEND_TOO_SOON, with Retry-After), "
             "or every resend used up (VERIFICATION_RESEND_LIMIT_REACHED, without)."

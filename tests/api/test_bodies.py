@@ -66,3 +66,16 @@ def test_a_malformed_body_is_a_400_in_the_services_words(client: FlaskClient, bo
     for python_words in ("sys.set_int_max_str_digits", "utf-8-sig", "Expecting", "Extra data"):
         assert python_words not in problem["detail"]
     assert count(client) == 0
+
+
+def test_the_413_says_the_limit_in_the_services_words(client: FlaskClient) -> None:
+    response = client.post("/user-sessions", data=b"{" + b" " * LIMIT + b"}", content_type="application/json")
+    problem = assert_problem(response, 413, "PAYLOAD_TOO_LARGE")
+    assert problem["detail"] == "The request body is larger than the 64 KiB allowed here."
+
+
+@pytest.mark.parametrize("method", ["put", "trace"])
+def test_a_framework_refusal_is_in_the_services_words(client: FlaskClient, method: str) -> None:
+    response = client.open("/user-sessions", method=method.upper())
+    problem = assert_problem(response, 405, "METHOD_NOT_ALLOWED")
+    assert problem["detail"] == "This URL does not support this method; see the Allow header."

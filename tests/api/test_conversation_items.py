@@ -17,9 +17,9 @@ from service.database import utcnow
 from service.extensions import db
 from service.models import ConversationItem
 from service.repositories import changes
-from tests.api.helpers import assert_problem, field_errors
-from tests.api.state import idempotency_records, set_user_session, stored_user_session
 from tests.conftest import make_app
+from tests.support.problems import assert_problem, field_errors
+from tests.support.stored_state import idempotency_records, set_user_session, stored_user_session
 
 SESSION_DATA_HEADERS = {"Cache-Control": "private, no-cache", "Vary": "Authorization, X-API-Key"}
 CONTENTS: list[Any] = [
@@ -150,7 +150,7 @@ def test_an_append_takes_a_body_up_to_one_mebibyte(client: FlaskClient, user_ses
     assert response.status_code == 201
     too_large = append(client, user_session, *({"content": "x" * 60_000} for _ in range(18)))
     body = assert_problem(too_large, 413, "PAYLOAD_TOO_LARGE")
-    assert "1 MiB" in body["detail"]
+    assert "1024 KiB" in body["detail"]
     assert len(listed(client, user_session)["items"]) == 15
 
 

@@ -108,7 +108,9 @@ def test_a_key_sent_twice_is_a_bad_request(client: FlaskClient) -> None:
 
 
 def test_a_key_of_255_visible_characters_is_accepted(client: FlaskClient) -> None:
-    key = "".join(chr(33 + index % 94) for index in range(255))
+    # Every visible ASCII character but the comma (a header sent twice arrives joined by commas).
+    visible = [chr(code) for code in range(33, 127) if chr(code) != ","]
+    key = "".join(visible[index % len(visible)] for index in range(255))
     assert create(client, {}, key=key).status_code == 201
     assert create(client, {}, key=key).headers["Idempotent-Replayed"] == "true"
 

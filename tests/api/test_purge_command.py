@@ -9,12 +9,13 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import event, select
+from sqlalchemy import event, select, update
 
 from service import commands
 from service.database import get_db_session, utcnow
 from service.extensions import db
-from service.models import UserSession
+from service.models import ConversationItem, IdempotencyRecord, UserSession
+from service.repositories.changes import CHANGES_NOTED
 
 
 def add_session(**fields: Any) -> uuid.UUID:
@@ -164,3 +165,37 @@ def test_on_a_terminal_a_progress_bar_counts_the_batches(
     assert commands.purge_user_sessions(now - timedelta(days=30), progress=True) == 5
     assert "Erasing user sessions" in capsys.readouterr().err
     assert stored_uuids() == set()
+
+
+def test_erases_the_conversation_items_of_what_it_erases_and_the_records_that_hold_them(app: Flask) -> None:
+    client = app.test_client()
+    gone, kept = (client.post("/user-sessions", json={}).get_json()["uuid"] for _ in range(2))
+    for user_session_uuid in (gone, kept):
+        response = client.post(
+            f"/user-sessions/{user_session_uuid}/items",
+            json={"items": [{"content": "remember me"}, {"content": "and me"}]},
+            headers={"Idempotency-Key": f"append-{user_session_uuid}"},
+        )
+        assert response.status_code == 201
+        assert (
+            client.post(f"/user-sessions/{user_session_uuid}/items/pop", headers={"Idempotency-Key": "pop"}).status_code
+            == 200
+        )
+    assert client.delete(f"/user-sessions/{gone}").status_code == 204
+    with app.app_context():
+        db.session.execute(
+            update(UserSession)
+            .where(UserSession.uuid == uuid.UUID(gone))
+            .values(deleted_at=utcnow() - timedelta(days=2))
+            .execution_options(**CHANGES_NOTED)
+        )
+        db.session.commit()
+
+    assert purge(app, "--deleted-before", "1d").exit_code == 0
+
+    with app.app_context():
+        items = db.session.execute(select(ConversationItem.user_session_uuid)).scalars().all()
+        paths = db.session.execute(select(IdempotencyRecord.path)).scalars().all()
+        db.session.rollback()
+    assert items == [uuid.UUID(kept)]
+    assert sorted(paths) == sorted([f"/user-sessions/{kept}/items", f"/user-sessions/{kept}/items/pop"])

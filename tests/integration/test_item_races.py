@@ -15,8 +15,8 @@ from typing import Any
 
 import requests
 
-from tests.integration.test_concurrent_writes import create, race
-from tests.live import LiveServer
+from tests.factories import create_live_user_session as create
+from tests.support.live import LiveServer, race
 
 APPENDERS = 12
 BATCH = 5

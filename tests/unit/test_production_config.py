@@ -10,6 +10,7 @@ from service import create_app
 from service.config import ConfigurationError, load_config, parse_api_keys
 
 SQLITE = "sqlite://"
+STRONG = "s" * 32
 
 
 def test_production_refuses_to_start_without_api_keys_or_secret_key() -> None:
@@ -23,6 +24,32 @@ def test_production_refuses_to_start_without_api_keys_or_secret_key() -> None:
         load_config({"ENV": "production", "SECRET_KEY": "s", "API_KEYS": " , ,"})
 
 
+@pytest.mark.parametrize("env", ["Production", "prod", "staging", "PRODUCTION", "production "[:-1] + "\u200b"])
+def test_an_env_it_does_not_know_is_refused_at_start(env: str) -> None:
+    with pytest.raises(ConfigurationError, match=r"ENV must be development or production"):
+        load_config({"ENV": env, "SECRET_KEY": STRONG, "API_KEYS": "k" * 32})
+
+
+@pytest.mark.parametrize("secret_key", [" ", "x", "s" * 31, " " * 40, "s" * 31 + " "])
+def test_production_needs_a_secret_key_of_32_characters(secret_key: str) -> None:
+    with pytest.raises(ConfigurationError, match=r"SECRET_KEY of at least 32 characters"):
+        load_config({"ENV": "production", "SECRET_KEY": secret_key, "API_KEYS": "k" * 32})
+    assert load_config({"ENV": "production", "SECRET_KEY": STRONG, "API_KEYS": "k" * 32})["ENV"] == "production"
+
+
+@pytest.mark.parametrize(
+    "api_keys", ["Zq9secret,Zq9secret:ro", "Zq9secret:ro,Zq9secret", " Zq9secret , x, Zq9secret:ro "]
+)
+def test_a_key_listed_twice_with_different_rights_is_refused_without_echoing_it(api_keys: str) -> None:
+    with pytest.raises(ConfigurationError, match=r"lists a key twice") as refused:
+        load_config({"API_KEYS": api_keys})
+    assert "Zq9" not in str(refused.value)
+
+
+def test_a_key_listed_twice_with_the_same_rights_is_one_key() -> None:
+    assert parse_api_keys("k,k, r:ro,r:ro") == {"k": True, "r": False}
+
+
 def test_production_refuses_through_the_factory_too() -> None:
     with pytest.raises(ConfigurationError, match="API_KEYS"):
         create_app({"ENV": "production", "SECRET_KEY": "s", "DATABASE_URL": SQLITE})
@@ -32,7 +59,7 @@ def test_production_starts_with_both_and_says_nothing_about_them(caplog: pytest.
     writer, reader = "w" * 32, "r" * 32
     with caplog.at_level(logging.WARNING):
         app = create_app(
-            {"ENV": "production", "SECRET_KEY": "s", "API_KEYS": f"{writer},{reader}:ro", "DATABASE_URL": SQLITE}
+            {"ENV": "production", "SECRET_KEY": STRONG, "API_KEYS": f"{writer},{reader}:ro", "DATABASE_URL": SQLITE}
         )
     assert app.config["API_KEYS"] == {writer: True, reader: False}
     assert not [record for record in caplog.records if "API_KEYS" in record.getMessage()]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 import yaml
@@ -48,6 +49,16 @@ def openapi_document(api: Api) -> dict[str, Any]:
     """The complete document, as served and committed."""
     document: dict[str, Any] = copy.deepcopy(api.spec.to_dict())
     return document
+
+
+# YAML 1.2 readers (Spectral, Redocly, openapi-typescript) take ``042917`` for
+# the number 42917, where PyYAML's YAML 1.1 reads a string. Teaching the dumper
+# YAML 1.2's numbers makes it quote every string a YAML 1.2 reader would take
+# for one, in ``render_yaml`` and in ``flask openapi write`` alike.
+_YAML_12_NUMBER = re.compile(
+    r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+|[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?)$"
+)
+yaml.Dumper.add_implicit_resolver("tag:yaml.org,2002:float", _YAML_12_NUMBER, list("-+.0123456789"))
 
 
 def render_yaml(document: dict[str, Any]) -> str:

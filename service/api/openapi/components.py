@@ -150,8 +150,24 @@ remembers every other response: a 503 (the database failed; the work was
 rolled back) and a 409 `WRITE_CONFLICT` are not remembered either, since
 replaying them would make a retry fail that would now succeed.
 
-**Limits of the HTTP server.** A request line over 8190 bytes (a very long
-query string) is refused by gunicorn with 414 before the service sees it.
+**Limits.** What is stored and served is bounded, whatever was sent:
+
+| what | limit | beyond it |
+|---|---|---|
+| request body | 64 KiB, `Content-Length` or chunked alike | 413 `PAYLOAD_TOO_LARGE` |
+| `metadata` | 16 KiB serialised as stored and served, 32 levels of nesting | 422 |
+| `metadata.KEY` filters | 10 in one listing | 400 |
+| `limit` | 1 to 500 items a page | 400 |
+| `page_token` | 2048 characters | 400 |
+| `Idempotency-Key` | 1 to 255 visible ASCII characters but the comma, sent once | 400 |
+| request line (method, path and query string) | 8190 bytes | 414, from gunicorn |
+| header fields | 100 fields of at most 8190 bytes each | 431 or 400, from gunicorn |
+
+A number in `metadata` counts at the length PostgreSQL prints it back with
+(`1e308` is 309 digits). A session's representation is therefore at most about 17 KiB, and a page at
+most 500 of them. gunicorn's own refusals (400, 413, 414, 431 for requests it
+cannot parse or that break its limits) come before the service sees the
+request, so they are not problem documents.
 
 **Correlation.** `X-Correlation-ID` is on every response.
 """

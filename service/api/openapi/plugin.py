@@ -50,7 +50,7 @@ from service.api.openapi.components import (
     USER_SESSION_PATH_PARAMETER,
     USER_SESSION_SCHEMA_REF,
 )
-from service.api.problems import PROBLEM_MEDIA_TYPE
+from service.api.problems import PROBLEM_MEDIA_TYPE, stable_codes
 from service.schemas.fields import IPAddress, UTCDateTime
 from service.schemas.problems import ProblemSchema
 
@@ -104,8 +104,13 @@ class ContractPlugin(BasePlugin):
         register_components(spec)
 
     def schema_helper(self, name: str, definition: dict[str, Any], **kwargs: Any) -> dict[str, Any] | None:
-        """Schema-level rules a marshmallow schema declares in ``OPENAPI_EXTRA``."""
-        extra = getattr(kwargs.get("schema"), "OPENAPI_EXTRA", None)
+        """Schema-level rules a marshmallow schema declares in ``OPENAPI_EXTRA``; a
+        problem's ``code`` is one of the stable codes."""
+        schema = kwargs.get("schema")
+        code = definition.get("properties", {}).get("code")
+        if code is not None and _is_problem(schema):
+            code["enum"] = stable_codes()
+        extra = getattr(schema, "OPENAPI_EXTRA", None)
         return copy.deepcopy(extra) if extra else None
 
     def operation_helper(self, path: str | None = None, operations: dict[str, Any] | None = None, **_: Any) -> None:
@@ -117,6 +122,11 @@ class ContractPlugin(BasePlugin):
             head_operation_id = operation.pop(HEAD_OPERATION_ID, None)
             if method == "get" and head_operation_id:
                 operations["head"] = head_twin(operation, head_operation_id)
+
+
+def _is_problem(schema: Any) -> bool:
+    schema_class = schema if isinstance(schema, type) else type(schema)
+    return issubclass(schema_class, ProblemSchema)
 
 
 def complete_operation(path: str, method: str, operation: dict[str, Any]) -> None:

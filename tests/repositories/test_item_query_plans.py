@@ -25,9 +25,7 @@ from service.api.page_tokens import make_page_token
 from service.extensions import db
 from service.repositories import ItemFilters, Keyset
 from tests.conftest import make_app
-from tests.databases import POSTGRES_URL, fresh_postgres_database, worker_id
-
-pytestmark = pytest.mark.skipif(not POSTGRES_URL, reason="query plans are PostgreSQL's; set TEST_DATABASE_URL")
+from tests.support.databases import fresh_postgres_database, worker_id
 
 BIG = 100_000
 SMALL = 20
@@ -48,6 +46,7 @@ LIMIT = 20
 
 @pytest.fixture(scope="module")
 def seeded() -> Iterator[tuple[Flask, dict[str, str]]]:
+    """Query plans are PostgreSQL's: skipped without ``TEST_DATABASE_URL``."""
     # Seeding 100,000 rows may take longer than the default statement timeout on a busy machine.
     app = make_app(fresh_postgres_database(f"item_plans_{worker_id()}"), DB_STATEMENT_TIMEOUT_MS="0")
     sessions = {"big": str(uuid.uuid4()), "small": str(uuid.uuid4())}
