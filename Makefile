@@ -8,7 +8,7 @@ PORT ?= 8000
 IS_311 := -c 'import sys; sys.exit(sys.version_info < (3, 11))'
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint openapi clean bench-list bench
+.PHONY: help run test lint lint-spec openapi clean bench-list bench
 
 ## help: list the targets (what `make` alone does)
 help:
@@ -62,6 +62,12 @@ lint: $(VENV)/.installed-test
 	$(BIN)/mypy service clients/python/user_sessions_client
 	$(BIN)/lint-imports
 	$(BIN)/hadolint Dockerfile
+
+REDOCLY_CLI ?= @redocly/cli@2.77.0
+
+## lint-spec: Redocly CLI's recommended rules on openapi.yaml (needs Node.js and npm; CI runs it)
+lint-spec:
+	npx --yes $(REDOCLY_CLI) lint openapi.yaml
 
 BENCH_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/user_sessions_bench
 BENCH_ROWS ?= 200000

@@ -36,6 +36,8 @@ API_SETTINGS = {
     "OPENAPI_VERSION": "3.1.0",
     # The documents and the docs page are served by ``service.api.docs``.
     "OPENAPI_URL_PREFIX": None,
+    # Paths are relative to wherever the service is reached.
+    "API_SPEC_OPTIONS": {"servers": [{"url": "/", "description": "The service that serves this document."}]},
     # No automatic OPTIONS: a method a path does not document is a 405 with ``Allow``.
     "PROVIDE_AUTOMATIC_OPTIONS": False,
 }
