@@ -58,6 +58,7 @@ else it is a 400. Any other parameter is a 400.
 @blp.route("/<user_session_uuid:user_session_uuid>/items")
 class ConversationItems(MethodView):
     @blp.doc(operationId="listConversationItems", description=LIST_DESCRIPTION)
+    @blp.documents_head("headConversationItems")
     @blp.arguments(ItemListArgsSchema, location="query", error_status_code=400)
     @blp.response(200, ConversationItemPageSchema, description="A page of items.", headers={"Link": "Link"})
     def get(self, args: dict[str, Any], user_session_uuid: uuid.UUID) -> Any:
@@ -123,6 +124,7 @@ class ConversationItemPop(MethodView):
 @blp.route("/<user_session_uuid:user_session_uuid>/items/<item_id:item_id>")
 class ConversationItem(MethodView):
     @blp.doc(operationId="getConversationItem")
+    @blp.documents_head("headConversationItem")
     @blp.arguments(NoArgsSchema, location="query", error_status_code=400)
     @blp.response(200, ConversationItemSchema)
     @blp.alt_response(

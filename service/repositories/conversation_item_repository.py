@@ -11,6 +11,7 @@ table finds on the same shard).
 from __future__ import annotations
 
 import functools
+import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -23,8 +24,10 @@ from sqlalchemy import (
     ColumnElement,
     CursorResult,
     String,
+    Text,
     Uuid,
     bindparam,
+    cast,
     delete,
     exists,
     func,
@@ -109,7 +112,8 @@ def _append_in_one_statement() -> PreparedStatement:
             bindparam("ids", type_=ARRAY(Uuid())),
             bindparam("types", type_=ARRAY(String())),
             bindparam("roles", type_=ARRAY(String())),
-            bindparam("contents", type_=ARRAY(JSONB())),
+            # JSON text, cast: an ARRAY(JSONB) parameter would take a list content for an array dimension.
+            cast(bindparam("contents", type_=ARRAY(Text())), ARRAY(JSONB())),
         )
         .table_valued("id", "type", "role", "content", with_ordinality="ord")
         .render_derived()
@@ -190,7 +194,7 @@ class ConversationItemRepository(BaseRepository[ConversationItem]):
             "ids": [item.get("id") or uuid.uuid4() for item in items],
             "types": [item.get("type", DEFAULT_ITEM_TYPE) for item in items],
             "roles": [item.get("role") for item in items],
-            "contents": [item["content"] for item in items],
+            "contents": [json.dumps(item["content"], ensure_ascii=False) for item in items],
         }
         rows: list[ConversationItemRow] = self._all(_APPEND_IN_ONE_STATEMENT, parameters)
         return sorted(rows, key=lambda row: row.seq)

@@ -46,9 +46,11 @@ CONTRACT_OPERATIONS = {
     ("get", "/user-sessions"): "listUserSessions",
     ("post", "/user-sessions/{user_session_uuid}/items"): "appendConversationItems",
     ("get", "/user-sessions/{user_session_uuid}/items"): "listConversationItems",
+    ("head", "/user-sessions/{user_session_uuid}/items"): "headConversationItems",
     ("delete", "/user-sessions/{user_session_uuid}/items"): "clearConversationItems",
     ("post", "/user-sessions/{user_session_uuid}/items/pop"): "popConversationItem",
     ("get", "/user-sessions/{user_session_uuid}/items/{item_id}"): "getConversationItem",
+    ("head", "/user-sessions/{user_session_uuid}/items/{item_id}"): "headConversationItem",
     ("delete", "/user-sessions/{user_session_uuid}/items/{item_id}"): "deleteConversationItem",
 }
 

@@ -116,7 +116,7 @@ def test_the_entrypoint_waits_for_a_late_database_migrates_it_and_serves(tmp_pat
             env=service_environ(
                 ENV="production",
                 DATABASE_URL=cluster.url,
-                SECRET_KEY="entrypoint-secret",
+                SECRET_KEY="entrypoint-secret-" + "0" * 24,
                 API_KEYS=key,
                 HOST="127.0.0.1",
                 PORT=str(port),
@@ -171,7 +171,7 @@ def test_the_entrypoint_refuses_production_without_keys(tmp_path: Path) -> None:
     result = subprocess.run(
         ["sh", str(ENTRYPOINT)],
         cwd=PROJECT_ROOT,
-        env=service_environ(ENV="production", DATABASE_URL=f"sqlite:///{tmp_path / 'x.sqlite3'}", SECRET_KEY="s"),
+        env=service_environ(ENV="production", DATABASE_URL=f"sqlite:///{tmp_path / 'x.sqlite3'}", SECRET_KEY="s" * 32),
         capture_output=True,
         text=True,
         timeout=60,

@@ -14,7 +14,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import threading
 import time
 import uuid
@@ -83,33 +82,24 @@ def gunicorn(live_database_url: str, tmp_path: Path) -> Iterator[StartGunicorn]:
 
 
 def test_metrics_are_summed_over_every_worker(live_server: LiveServer) -> None:
-    """One worker is pinned by a request that has not finished arriving, so the
-    others must serve the rest; every scrape still sees every request."""
+    """Concurrent requests spread over the workers; every scrape, whichever
+    worker answers it, sees every request."""
     labels = {"method": "GET", "route": "/healthz", "status": "200"}
     log_offset = live_server.log_path.stat().st_size
     before = metric_value(live_server, "http_requests_total", **labels)
-    port = int(live_server.base_url.rsplit(":", 1)[1])
 
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as pinned:
-        pinned.sendall(b"GET /healthz HTTP/1.1\r\nHost: test\r\nX-Correlation-ID: pinned-worker\r\n")
-        time.sleep(0.3)  # a worker accepts it and waits for the rest of the headers
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            statuses = pool.map(lambda _: requests.get(live_server.url("/healthz"), timeout=10).status_code, range(40))
-            assert set(statuses) == {200}
-        pinned.sendall(b"Connection: close\r\n\r\n")
-        assert pinned.recv(64).startswith(b"HTTP/1.1 200")
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        statuses = pool.map(lambda _: requests.get(live_server.url("/healthz"), timeout=10).status_code, range(60))
+        assert set(statuses) == {200}
 
     scrapes = {metric_value(live_server, "http_requests_total", **labels) for _ in range(6)}
-    assert scrapes == {before + 41}, "every scrape, whichever worker answers it, sees every worker's count"
-    assert metric_value(live_server, "http_request_duration_seconds_count", **labels) == before + 41
+    assert scrapes == {before + 60}, "every scrape, whichever worker answers it, sees every worker's count"
+    assert metric_value(live_server, "http_request_duration_seconds_count", **labels) == before + 60
     with live_server.log_path.open("rb") as log:
         log.seek(log_offset)
         lines = [line for line in json_lines(log.read().decode()) if line.get("route") == "/healthz"]
-    pinned_pid = {line["pid"] for line in lines if line["correlation_id"] == "pinned-worker"}
-    others = {line["pid"] for line in lines if line["correlation_id"] != "pinned-worker"}
-    assert len(pinned_pid) == 1
-    assert others
-    assert not pinned_pid & others, "the pinned worker served nothing else meanwhile"
+    assert len(lines) == 60
+    assert len({line["pid"] for line in lines}) > 1, "more than one worker served them"
 
 
 def test_each_request_is_one_json_line_on_stdout_and_gunicorn_logs_no_access_line(live_server: LiveServer) -> None:

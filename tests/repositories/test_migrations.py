@@ -54,3 +54,22 @@ def test_downgrade_to_base_and_upgrade_again(app: Flask) -> None:
         upgrade()
         assert "user_sessions" in inspect(db.engine).get_table_names()
     assert schema_differences(app) == []
+
+
+def test_the_items_revision_undoes_cleanly_and_keeps_the_sessions(app: Flask) -> None:
+    with app.app_context():
+        downgrade(revision="0003")
+        assert "conversation_items" not in inspect(db.engine).get_table_names()
+        columns = {column["name"] for column in inspect(db.engine).get_columns("user_sessions")}
+        assert "last_item_seq" not in columns
+        if db.engine.dialect.name == "sqlite":
+            indexes = set(
+                db.session.execute(
+                    text("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'user_sessions'")
+                ).scalars()
+            )
+            db.session.rollback()
+            assert "ix_user_sessions_lower_email" in indexes  # no batch copy lost the expression index
+        upgrade()
+        assert "conversation_items" in inspect(db.engine).get_table_names()
+    assert schema_differences(app) == []
