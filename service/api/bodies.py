@@ -25,7 +25,7 @@ class BoundedRequest(Request):
         limit = self.max_content_length
         if limit is not None and self.content_length is None and "wsgi.input_terminated" in self.environ:
             # One byte past the limit tells a body of exactly the limit from a longer one.
-            return LimitedStream(self.environ["wsgi.input"], limit + 1)  # type: ignore[return-value]
+            return LimitedStream(self.environ["wsgi.input"], limit + 1, is_max=True)  # type: ignore[return-value]
         return super().stream
 
     def get_data(self, *args: Any, **kwargs: Any) -> Any:

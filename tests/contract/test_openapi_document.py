@@ -134,8 +134,12 @@ def test_no_operation_hides_its_statuses_behind_a_default_response(document: dic
 
 
 def test_every_error_is_a_problem_and_every_response_carries_the_correlation_id(document: dict[str, Any]) -> None:
+    server_refusal = {"$ref": "#/components/responses/ServerRefusal"}
     for method, path, operation in operations(document):
         for status, response in operation["responses"].items():
+            if response == server_refusal:  # gunicorn's own, before the service: HTML, no correlation id
+                assert status in ("414", "431"), (method, path, status)
+                continue
             response = resolve(document, response)
             assert "X-Correlation-ID" in response["headers"], (method, path, status)
             if int(status) >= 400 and not (path == "/readyz" and status == "503"):
@@ -154,7 +158,8 @@ def statuses(document: dict[str, Any], method: str, path: str) -> set[str]:
 
 def test_each_session_operation_lists_the_statuses_the_contract_gives_it(document: dict[str, Any]) -> None:
     item = "/user-sessions/{user_session_uuid}"
-    common = {"400", "401", "429", "500", "503"}
+    # 414 and 431: gunicorn's own refusals (ServerRefusal), on every operation.
+    common = {"400", "401", "414", "429", "431", "500", "503"}
     body = {"413", "415", "422"}
     assert statuses(document, "post", "/user-sessions") == common | body | {"201", "403", "409"}
     assert statuses(document, "get", item) == common | {"200", "304", "404"}
@@ -162,7 +167,7 @@ def test_each_session_operation_lists_the_statuses_the_contract_gives_it(documen
     assert statuses(document, "patch", item) == common | body | {"200", "403", "404", "409", "412"}
     assert statuses(document, "delete", item) == common | {"204", "403", "404", "409", "412"}
     assert statuses(document, "post", item + "/restore") == common | {"200", "403", "404", "409", "412", "422"}
-    assert statuses(document, "get", "/readyz") == {"200", "500", "503"}
+    assert statuses(document, "get", "/readyz") == {"200", "414", "431", "500", "503"}
 
 
 def test_conditional_and_location_headers_are_where_the_contract_puts_them(document: dict[str, Any]) -> None:
@@ -258,7 +263,7 @@ def test_every_created_or_read_session_links_to_the_operations_on_it(document: d
 
 def test_each_items_operation_lists_the_statuses_the_contract_gives_it(document: dict[str, Any]) -> None:
     items = "/user-sessions/{user_session_uuid}/items"
-    common = {"400", "401", "404", "429", "500", "503"}
+    common = {"400", "401", "404", "414", "429", "431", "500", "503"}
     body = {"413", "415", "422"}
     idempotent = {"409", "422"}
     assert statuses(document, "post", items) == common | body | idempotent | {"201", "403"}
@@ -275,7 +280,9 @@ def test_each_items_operation_lists_the_statuses_the_contract_gives_it(document:
         resolve(document, parameter)["name"] for parameter in document["paths"][items + "/pop"]["post"]["parameters"]
     }
     for operation in ("get", "post", "delete"):
-        for response in document["paths"][items][operation]["responses"].values():
+        for status, response in document["paths"][items][operation]["responses"].items():
+            if status in ("414", "431"):
+                continue  # gunicorn's own refusals, before the service sees the request
             assert {"Cache-Control", "Vary"} <= set(response["headers"])
 
 

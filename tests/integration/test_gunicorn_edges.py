@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.live import LiveServer, start_gunicorn
+from tests.support.live import LiveServer, start_gunicorn
 
 pytestmark = pytest.mark.slow
 
@@ -118,6 +118,15 @@ def test_a_chunked_body_trickling_in_is_served_once_whole(server: LiveServer) ->
     answer = exchange(server, head + b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n", *chunks, pause=0.2)
     assert status_line(answer) == b"HTTP/1.1 201 CREATED", answer[:300]
     assert b'"name":"chunked"' in answer.replace(b" ", b"")
+
+
+def test_a_chunked_body_over_64_kib_is_a_413_never_cut_and_handled(server: LiveServer) -> None:
+    body = b'{"name": "' + b"x" * 100 + b'", "metadata": {"pad": "' + b"y" * (70 * 1024) + b'"}}'
+    head = b"POST /user-sessions HTTP/1.1\r\nHost: x\r\n%sContent-Type: application/json\r\n" % AUTH.encode()
+    chunks = [b"%x\r\n%s\r\n" % (len(body[i : i + 8192]), body[i : i + 8192]) for i in range(0, len(body), 8192)]
+    answer = exchange(server, head + b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n", *chunks, b"0\r\n\r\n")
+    assert status_line(answer) == b"HTTP/1.1 413 REQUEST ENTITY TOO LARGE", answer[:300]
+    assert b"PAYLOAD_TOO_LARGE" in answer
 
 
 def test_expect_100_continue_is_answered_once_before_the_body(server: LiveServer) -> None:

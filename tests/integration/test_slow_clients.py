@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.live import LiveServer, start_gunicorn
+from tests.support.live import LiveServer, start_gunicorn
 
 pytestmark = pytest.mark.slow
 

@@ -164,13 +164,40 @@ replaying them would make a retry fail that would now succeed.
 | header fields | 100 fields of at most 8190 bytes each | 431 or 400, from gunicorn |
 
 A number in `metadata` counts at the length PostgreSQL prints it back with
-(`1e308` is 309 digits). A session's representation is therefore at most about 17 KiB, and a page at
-most 500 of them. gunicorn's own refusals (400, 413, 414, 431 for requests it
-cannot parse or that break its limits) come before the service sees the
-request, so they are not problem documents.
+(`1e308` is 309 digits). A session's representation is therefore at most
+about 17 KiB, and a page at most 500 of them.
+
+**Refusals before the service.** The HTTP server (gunicorn) refuses some
+requests itself, for any path and method, before authentication. These
+answers are `text/html` (a short page naming the limit), not problem
+documents; they carry `Connection: close` and no `X-Correlation-ID`
+(`ServerRefusal`, listed as 414 and 431 on every operation):
+
+- 400: a malformed request line or header (a bare LF line ending,
+  conflicting `Content-Length` and `Transfer-Encoding`, a malformed chunk);
+- 408 (empty body): the request did not arrive whole within 15 s of its
+  first byte;
+- 414: a request line (method, path with query, version) over 8190 bytes;
+- 417: an `Expect` other than `100-continue`;
+- 431: more than 100 header fields, a header field over 8190 bytes, or a
+  request head over 65,536 bytes;
+- 501: a `Transfer-Encoding` other than `chunked`.
+
+Header names containing `_` are ignored. A body over 64 KiB is the
+service's own 413 (`application/problem+json`). `SCRIPT_NAME` and
+`X-Forwarded-*` headers count only from configured proxies
+(`FORWARDED_ALLOW_IPS`); from anyone else they change nothing.
 
 **Correlation.** `X-Correlation-ID` is on every response.
 """
+
+# What gunicorn answers itself, before the service sees a request.
+SERVER_REFUSAL = {
+    "description": "Refused by the HTTP server before the service saw the request (see the API description); "
+    "`Connection: close`.",
+    "content": {"text/html": {"schema": {"type": "string"}}},
+}
+SERVER_REFUSAL_STATUSES = ("414", "431")
 
 # Why each status can answer, per kind of operation; the route's own
 # description wins where it declares the status itself.

@@ -46,6 +46,8 @@ from service.api.openapi.components import (
     SECURED_PATH_PREFIX,
     SECURITY,
     SECURITY_SCHEMES,
+    SERVER_REFUSAL,
+    SERVER_REFUSAL_STATUSES,
     SESSION_OPERATIONS,
     USER_SESSION_PATH_PARAMETER,
     USER_SESSION_SCHEMA_REF,
@@ -64,6 +66,7 @@ def register_components(spec: APISpec) -> None:
         spec.components.parameter(name, parameter.pop("in"), parameter)
     for name, scheme in copy.deepcopy(SECURITY_SCHEMES).items():
         spec.components.security_scheme(name, scheme)
+    spec.components.response("ServerRefusal", copy.deepcopy(SERVER_REFUSAL))
     spec.options.setdefault("info", {})["description"] = DESCRIPTION
     spec.options["x-idempotency-retention"] = IDEMPOTENCY_RETENTION
 
@@ -165,6 +168,8 @@ def complete_operation(path: str, method: str, operation: dict[str, Any]) -> Non
             responses[str(code)] = _problem_response(" ".join(descriptions))
     for status, response in responses.items():
         _complete_response(int(status), response, method=method, secured=secured, idempotent_post=idempotent_post)
+    for status in SERVER_REFUSAL_STATUSES:
+        responses.setdefault(status, _ref("responses", "ServerRefusal"))
 
 
 def _parameter_name(parameter: str | dict[str, Any]) -> str:

@@ -1,0 +1,322 @@
+"""``BufferingThreadWorker``: slow clients wait in the poller, not in a thread.
+
+gunicorn's gthread worker parks kept-alive connections in its poller, but a
+thread it hands a connection to reads the request itself, blocking until the
+last header line and body byte come in: a few clients trickling bytes take
+every thread. This worker reads requests in its main loop, without blocking,
+and runs a request only once it is whole (or is already bound for a
+refusal), with its bytes in the parser's buffer: on a thread of the pool, or
+with a single thread (the default) on the main thread itself. Everything
+else (parsing, limits, keep-alive, the app) is gthread's own.
+
+gunicorn loads it by name (``worker_class`` in ``gunicorn.conf.py``); nothing
+in the service imports it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import selectors
+import socket
+import time
+from concurrent import futures
+from functools import partial
+from typing import Any
+
+from gunicorn import util as gunicorn_util
+from gunicorn.http.errors import LimitRequestHeaders
+from gunicorn.http2 import negotiation
+from gunicorn.workers.gthread import TConn, ThreadWorker
+
+_RECV_SIZE = 64 * 1024
+# The head as a whole (request line and headers) may take at most this: 431 past it.
+HEAD_LIMIT = 64 * 1024
+# A body is held in memory until it is whole up to this size, twice the service's own 64 KiB limit
+# (so a chunked body the service would take arrives whole however it is chunked). A larger one is
+# handed on with what has come, and the app's 413 ends it: its thread never waits on the client.
+BODY_BUFFER_LIMIT = 128 * 1024
+# Seconds a request may take to arrive whole from its first byte; then 408 and the connection is closed.
+REQUEST_TIMEOUT = int(os.environ.get("GUNICORN_REQUEST_TIMEOUT") or 15)
+# What request_state() says of the bytes received so far.
+WAIT = "wait"  # more to come
+WAIT_FOR_CONTINUE = "wait for 100-continue"  # a whole head that asks for "100 Continue" before its body
+WHOLE = "whole"  # a whole request, or enough for gunicorn to refuse it at once
+CUT_SHORT = "cut short"  # a body too large to hold: hand on what came, then end the read side
+HEAD_TOO_LARGE = "head too large"  # no end of the head within HEAD_LIMIT bytes
+
+
+def request_state(
+    data: bytes | bytearray,
+    line_limit: int,
+    head_limit: int = HEAD_LIMIT,
+    body_limit: int = BODY_BUFFER_LIMIT,
+) -> str:
+    """Whether ``data``, the bytes of a connection so far, hold a whole HTTP/1.x request.
+
+    Only framing is read here (where the head ends, Content-Length, chunked
+    transfer coding); a message that breaks the framing is "whole": gunicorn's
+    parser sees it at once and answers 400, 414 or 431 as usual.
+    """
+    start = 2 if data[:2] == b"\r\n" else 0  # one empty line before a request is allowed (RFC 9112 2.2)
+    line_end = data.find(b"\r\n", start)
+    if line_limit > 0 and (line_end if line_end >= 0 else len(data) - 2) - start > line_limit:
+        return WHOLE  # gunicorn answers 414
+    head_end = data.find(b"\r\n\r\n", start)
+    if head_end < 0:
+        if data.count(b"\n") != data.count(b"\r\n"):
+            return WHOLE  # a bare LF: gunicorn answers 400
+        return HEAD_TOO_LARGE if len(data) > head_limit else WAIT
+    if head_end + 4 > head_limit:
+        return HEAD_TOO_LARGE
+    length = None
+    chunked = expects_continue = False
+    for line in bytes(data[line_end + 2 : head_end]).split(b"\r\n"):
+        name, colon, value = line.partition(b":")
+        if not colon:
+            return WHOLE  # gunicorn answers 400
+        name, value = name.lower(), value.strip()
+        if name == b"content-length":
+            if length is not None or not value.isdigit():
+                return WHOLE  # gunicorn answers 400
+            length = int(value)
+        elif name == b"transfer-encoding":
+            if value.lower() != b"chunked":
+                return WHOLE  # gunicorn decides (400 or 501)
+            chunked = True
+        elif name == b"expect" and value.lower() == b"100-continue":
+            expects_continue = data[start:line_end].endswith(b"HTTP/1.1")
+    body_start = head_end + 4
+    if chunked:
+        if length is not None:
+            return WHOLE  # both: gunicorn answers 400
+        state = _chunked_body_state(data, body_start)
+    elif length is None or len(data) - body_start >= length:
+        return WHOLE
+    elif length > body_limit:
+        return CUT_SHORT
+    else:
+        state = WAIT
+    if state == WAIT and len(data) - body_start > body_limit:
+        return CUT_SHORT
+    if state == WAIT and expects_continue and len(data) == body_start:
+        return WAIT_FOR_CONTINUE
+    return state
+
+
+def _chunked_body_state(data: bytes | bytearray, position: int) -> str:
+    """WHOLE once the last chunk and the trailer section have come, else WAIT."""
+    while True:
+        line_end = data.find(b"\r\n", position)
+        if line_end < 0:
+            return WAIT
+        try:
+            size = int(bytes(data[position:line_end]).split(b";", 1)[0].strip(), 16)
+        except ValueError:
+            return WHOLE  # gunicorn answers 400
+        if size < 0:
+            return WHOLE
+        if size == 0:
+            return WHOLE if data.find(b"\r\n\r\n", line_end) >= 0 else WAIT
+        position = line_end + 2 + size + 2
+        if position > len(data):
+            return WAIT
+
+
+class _BufferedConn(TConn):  # type: ignore[misc]
+    """A connection and the bytes of its next request received so far."""
+
+    def __init__(self, worker: BufferingThreadWorker, *args: Any) -> None:
+        super().__init__(*args)
+        self.worker = worker
+        self.received = bytearray()
+        self.started = False  # a byte of the next request has come: REQUEST_TIMEOUT runs
+        self.deadline = time.monotonic() + worker.cfg.keepalive
+        self.reading = False  # in the poller, waiting for the rest of a request
+        self.cut_short = False  # handed on before its body was whole: close after the answer
+        self.continue_sent = False
+
+    def close(self, graceful: bool = False) -> None:
+        """gthread lingers on a closing socket for the client's FIN, blocking its main loop for
+        up to two seconds; here the lingering is left to the poller."""
+        if graceful:
+            self.worker.linger(self.sock)
+        else:
+            gunicorn_util.close(self.sock)
+
+
+class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
+    """gunicorn's gthread worker; a request is run only once it has arrived whole."""
+
+    LINGER_SECONDS = 2.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.reading_conns: dict[_BufferedConn, None] = {}
+        self.lingering: dict[socket.socket, float] = {}
+
+    def accept(self, listener: socket.socket) -> None:
+        try:
+            client_sock, client_addr = listener.accept()
+        except OSError as error:
+            if error.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                raise
+            return
+        self.nr_conns += 1
+        self.enqueue_req(_BufferedConn(self, self.cfg, client_sock, client_addr, listener.getsockname()))
+
+    def enqueue_req(self, conn: TConn) -> None:
+        """Called (on the main thread) for a new connection, a kept-alive one that turned readable,
+        and one whose last read took in part of its next request: read on, hand it on when whole."""
+        if (
+            not isinstance(conn, _BufferedConn)
+            or conn.is_http2
+            or self.cfg.is_ssl
+            or negotiation.prior_knowledge_allowed(self.cfg, conn.client)
+        ):
+            super().enqueue_req(conn)
+            return
+        conn.sock.setblocking(False)
+        if conn.parser is not None:
+            conn.received[:0] = conn.parser.unreader.take_buffered()
+        if not conn.received:
+            conn.started = False
+            conn.deadline = time.monotonic() + self.cfg.keepalive
+        self.receive(conn)
+
+    def receive(self, conn: _BufferedConn) -> None:
+        ended = False  # the client sent all it will (closed, or half-closed after its request)
+        try:
+            while len(conn.received) <= HEAD_LIMIT + BODY_BUFFER_LIMIT:
+                data = conn.sock.recv(_RECV_SIZE)
+                if not data:
+                    ended = True
+                    break
+                conn.received += data
+                if len(data) < _RECV_SIZE:
+                    break
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            self.drop(conn)
+            return
+        if conn.received and not conn.started:
+            conn.started = True
+            conn.deadline = time.monotonic() + REQUEST_TIMEOUT
+        state = request_state(conn.received, self.cfg.limit_request_line)
+        if ended and state in (WAIT, WAIT_FOR_CONTINUE):
+            self.drop(conn)  # gone before its request was whole
+            return
+        if state in (WAIT, WAIT_FOR_CONTINUE):
+            if state == WAIT_FOR_CONTINUE and not conn.continue_sent:
+                conn.continue_sent = True
+                self.send_quietly(conn, b"HTTP/1.1 100 Continue\r\n\r\n")
+            if not conn.reading:
+                conn.reading = True
+                self.reading_conns[conn] = None
+                self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_request_readable, conn))
+            return
+        self.stop_reading(conn)
+        if state == HEAD_TOO_LARGE:
+            error = LimitRequestHeaders(f"request head over {HEAD_LIMIT} bytes")
+            with contextlib.suppress(OSError):  # gunicorn's own 431, as for its other header limits
+                self.handle_error(None, conn.sock, conn.client, error)
+            self.drop(conn, graceful=True)
+            return
+        if state == CUT_SHORT:
+            # The thread gets what has come and then the end of the stream, never a wait.
+            conn.cut_short = True
+            with contextlib.suppress(OSError):
+                conn.sock.shutdown(socket.SHUT_RD)
+        conn.started = False
+        conn.init()  # without TLS or HTTP/2 (see enqueue_req) this only makes the parser
+        conn.parser.unreader.unread(bytes(conn.received))
+        conn.received.clear()
+        conn.data_ready = True
+        if self.cfg.threads > 1:
+            super().enqueue_req(conn)
+            return
+        # One thread: the main thread runs the request itself, as a sync worker would, with no
+        # hand-over to a thread of its own (nor that thread's memory); the request has arrived, so
+        # nothing in it waits on the client. What follows it runs on the next turn of the loop.
+        done: futures.Future[bool] = futures.Future()
+        done.set_result(self.handle(conn))
+        self.method_queue.defer(self.finish_request, conn, done)
+
+    def on_request_readable(self, conn: _BufferedConn, _sock: socket.socket) -> None:
+        self.receive(conn)
+
+    def stop_reading(self, conn: _BufferedConn) -> None:
+        if conn.reading:
+            conn.reading = False
+            del self.reading_conns[conn]
+            self.poller.unregister(conn.sock)
+
+    def drop(self, conn: _BufferedConn, graceful: bool = False) -> None:
+        """Close a connection that is reading a request (``graceful``: after an answer)."""
+        self.stop_reading(conn)
+        self.nr_conns -= 1
+        conn.close(graceful)
+
+    def send_quietly(self, conn: _BufferedConn, data: bytes) -> None:
+        with contextlib.suppress(OSError):
+            conn.sock.send(data)
+
+    def handle_request(self, req: Any, conn: TConn) -> bool:
+        if getattr(conn, "continue_sent", False):
+            conn.continue_sent = False
+            req._expected_100_continue = False  # this worker sent it while the body was awaited
+        result: bool = super().handle_request(req, conn)
+        return result
+
+    def _keepalive_after(self, conn: TConn, keepalive: bool) -> bool:
+        if getattr(conn, "cut_short", False):
+            return False
+        result: bool = super()._keepalive_after(conn, keepalive)
+        return result
+
+    def linger(self, sock: socket.socket) -> None:
+        """Close ``sock`` after the client's FIN (or LINGER_SECONDS), so a response the client has
+        not read yet is not cut off by a reset (RFC 9112 9.6), without blocking the main loop."""
+        try:
+            sock.setblocking(False)
+            sock.shutdown(socket.SHUT_WR)
+            self.poller.register(sock, selectors.EVENT_READ, self.on_lingering_readable)
+        except (OSError, ValueError, KeyError):
+            gunicorn_util.close(sock)
+            return
+        self.lingering[sock] = time.monotonic() + self.LINGER_SECONDS
+
+    def on_lingering_readable(self, sock: socket.socket) -> None:
+        try:
+            if sock.recv(_RECV_SIZE):
+                return
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            pass
+        self.stop_lingering(sock)
+
+    def stop_lingering(self, sock: socket.socket) -> None:
+        del self.lingering[sock]
+        with contextlib.suppress(KeyError, ValueError):
+            self.poller.unregister(sock)
+        gunicorn_util.close(sock)
+
+    def murder_pending(self) -> None:
+        """Once a loop: close what waited too long (and, when stopping, every incomplete request)."""
+        super().murder_pending()
+        now = time.monotonic()
+        for conn in list(self.reading_conns):
+            if conn.started and conn.deadline <= now and self.alive:
+                self.send_quietly(conn, _REQUEST_TIMEOUT_RESPONSE)
+                self.drop(conn, graceful=True)
+            elif conn.deadline <= now or not self.alive:
+                self.drop(conn)
+        for sock, deadline in list(self.lingering.items()):
+            if deadline <= now:
+                self.stop_lingering(sock)
+
+
+_REQUEST_TIMEOUT_RESPONSE = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
