@@ -15,11 +15,11 @@ from flask.cli import AppGroup
 from sqlalchemy import delete, func, or_, select, text
 from sqlalchemy.exc import DBAPIError
 
+from service.cache import invalidation
 from service.database import get_db_session, utcnow
 from service.extensions import db
 from service.models import UserSession
 from service.operations import idempotency
-from service.operations.conversation_items import forget_item_requests
 from service.repositories.changes import CHANGES_NOTED, note_change
 
 PURGE_BATCH_SIZE = 1000
@@ -82,12 +82,16 @@ def purge_command(deleted_before: timedelta) -> None:
     for step in RETENTION_STEPS:
         what, count = step(now)
         summary.append(f"{count} {what}")
+    owed = invalidation.send_owed()
+    if owed:
+        summary.append(f"{owed} cache invalidations Redis did not take (those entries lapse within CACHE_TTL)")
     db.session.remove()
     click.echo("; ".join(summary))
 
 
 def purge_user_sessions(cutoff: datetime, *, progress: bool = False) -> int:
-    """Erase sessions whose ``deleted_at`` or ``expires_at`` is before ``cutoff``.
+    """Erase sessions whose ``deleted_at`` or ``expires_at`` is before ``cutoff``,
+    with the stored idempotent responses that carry them.
 
     One unit of work per batch of ``PURGE_BATCH_SIZE``: memory stays bounded,
     locks are short, and an interrupted purge keeps what it erased.
@@ -115,9 +119,9 @@ def purge_user_sessions(cutoff: datetime, *, progress: bool = False) -> int:
                 purged = list(db_session.scalars(statement))
                 for user_session_uuid in purged:
                     note_change(db_session, user_session_uuid, None)
-                # Their conversation items went with them (ON DELETE CASCADE); so do
-                # the idempotency records that hold items.
-                forget_item_requests(db_session, purged)
+                # Their conversation items went with them (ON DELETE CASCADE); the
+                # idempotency records that hold their data go now.
+                idempotency.forget_user_sessions(purged)
             # Committed: listeners (the cache) are told of the batch (service.repositories.changes).
             erased += len(purged)
             if progress:

@@ -243,8 +243,12 @@ class IdempotencyRecord(Base):
     response_status: Mapped[int | None] = mapped_column()
     response_headers: Mapped[dict[str, str] | None] = mapped_column(JSON)
     response_body: Mapped[bytes | None] = mapped_column(LargeBinary)
+    user_session_uuid: Mapped[uuid_module.UUID | None] = mapped_column(Uuid())
 
-    __table_args__ = (Index("ix_idempotency_records_created_at", "created_at"),)
+    __table_args__ = (
+        Index("ix_idempotency_records_created_at", "created_at"),
+        Index("ix_idempotency_records_user_session_uuid", "user_session_uuid"),
+    )
 
     def __repr__(self) -> str:
         return f"<IdempotencyRecord {self.method} {self.path} {self.state}>"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,8 @@ STORED_HEADERS = ("Content-Type", "ETag", "Location")
 # was rolled back and the answer itself says to retry. Database failures never
 # become a stored response at all (see ``_respond``).
 FORGOTTEN_STATUSES = frozenset({400, 415, 422, 503})
+# Where a created session's Location points (``/user-sessions/<uuid>``).
+CREATED_PREFIX = "/user-sessions/"
 # Visible ASCII but the comma: a header sent twice reaches the app as its values joined by commas.
 _VISIBLE_ASCII = re.compile(rf"[\x21-\x2b\x2d-\x7e]{{1,{IDEMPOTENCY_KEY_MAX_LENGTH}}}")
 
@@ -124,4 +127,20 @@ def _stored_response(outcome: _Outcome) -> idempotency.StoredResponse | None:
     if outcome.transient or response.status_code in FORGOTTEN_STATUSES:
         return None
     headers = {name: response.headers[name] for name in STORED_HEADERS if name in response.headers}
-    return idempotency.StoredResponse(response.status_code, headers, response.get_data())
+    return idempotency.StoredResponse(response.status_code, headers, response.get_data(), _carried_session(response))
+
+
+def _carried_session(response: Response) -> uuid.UUID | None:
+    """The session whose data the response may carry: the one the path names,
+    else the one it created (its ``Location``). Purging that session erases
+    the stored response with it."""
+    named = (request.view_args or {}).get("user_session_uuid")
+    if isinstance(named, uuid.UUID):
+        return named
+    location = response.headers.get("Location", "")
+    if location.startswith(CREATED_PREFIX):
+        try:
+            return uuid.UUID(location[len(CREATED_PREFIX) :].split("/", 1)[0])
+        except ValueError:
+            return None
+    return None

@@ -10,6 +10,11 @@ costs one short timeout now and then, not one on every request.
 The breaker is local to each process on purpose: it holds no request state,
 only this process's last experience of the network.
 
+What a process owes Redis (an invalidation it could not deliver) is sent
+before any other use of the link: a user registers it with
+:meth:`RedisLink.before_use`, and :meth:`RedisLink.available` (which every
+user asks first) and :meth:`RedisLink.ping` run it once Redis answers.
+
 The ``redis`` package is imported by the first link made: a service without
 ``REDIS_URL`` never loads it (about 5 MiB in every worker).
 """
@@ -20,6 +25,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal
 
 from flask import Flask, current_app
@@ -63,6 +69,7 @@ class RedisLink:
         self._local = threading.local()
         self.retry_interval = retry_interval
         self._down_until = 0.0
+        self._before_use: list[Callable[[], bool]] = []
 
     @property
     def client(self) -> redis.Redis:
@@ -77,13 +84,29 @@ class RedisLink:
         client: redis.Redis = local.client
         return client
 
+    def before_use(self, settle: Callable[[], bool]) -> None:
+        """Run ``settle`` before any other use of the link: it sends what is owed
+        to Redis (cheaply returning True when nothing is), and returns False when
+        it could not (having reported the failure with :meth:`failed`)."""
+        self._before_use.append(settle)
+
     def available(self) -> bool:
-        """False while the breaker is open (Redis failed less than the retry interval ago)."""
-        return time.monotonic() >= self._down_until
+        """False while the breaker is open (Redis failed less than the retry
+        interval ago), or while what is owed to Redis cannot be sent."""
+        if time.monotonic() < self._down_until:
+            return False
+        for settle in self._before_use:  # noqa: SIM110 (a loop, not all() of a generator: every cache hit runs it)
+            if not settle():
+                return False
+        return True
+
+    def down_for(self) -> float:
+        """Seconds until the breaker lets callers try Redis again (0 when closed)."""
+        return max(self._down_until - time.monotonic(), 0.0)
 
     def failed(self, operation: str, error: Exception) -> None:
         """Record a failed call: count it and open the breaker."""
-        was_available = self.available()
+        was_available = time.monotonic() >= self._down_until
         self._down_until = time.monotonic() + self.retry_interval
         metrics.REDIS_ERRORS.labels(operation=operation).inc()
         if was_available:
@@ -111,7 +134,7 @@ class RedisLink:
             self.failed("ping", error)
             return False
         self.succeeded()
-        return True
+        return all(settle() for settle in self._before_use)
 
 
 def init_app(app: Flask) -> None:

@@ -23,11 +23,17 @@ Redis is optional: every call goes through the app's ``RedisLink`` (short
 timeout, no retries, a breaker), a failure is counted and the caller carries
 on with the database. Reads respect the breaker; invalidations try Redis even
 while it is open, since an invalidation skipped on one instance would let
-every other instance serve the old version. Only an invalidation that cannot
-reach Redis leaves a stale entry, for ``CACHE_TTL`` at most.
+every other instance serve the old version. An invalidation Redis does not
+take (down, or slower than its timeout) is owed (``service.cache.owed``):
+kept, and sent again before any other use of the link once the breaker
+allows (a lookup, a store, the rate limiter, ``/readyz``); until it lands
+this instance reads the session from the database, so it never answers the
+copy the write replaced, and other instances may, for ``CACHE_TTL`` at most.
 
-Keys hold the session uuid in a hash tag, so an entry and its fence share a
-Redis Cluster slot, as a script's keys must.
+Keys name a session by a digest of its uuid, never the uuid itself (an
+erased session's fence outlives it by ``FENCE_SECONDS``, and must not keep
+its uuid), in a hash tag, so an entry and its fence share a Redis Cluster
+slot, as a script's keys must.
 
 Only a :class:`UserSessionCache` calls Redis, and one is made only when
 ``REDIS_URL`` is set (its link has imported ``redis`` by then): so ``redis`` is
@@ -36,6 +42,7 @@ imported where its errors are caught, not at the top of this module.
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from collections.abc import Mapping
@@ -46,6 +53,7 @@ from typing import TYPE_CHECKING
 from flask import Flask, current_app
 
 from service.cache.admission import RecentReads
+from service.cache.owed import OwedInvalidations, UnsettledSessions
 from service.cache.redis_link import redis_link
 from service.models import entity_tag
 from service.observability import metrics
@@ -54,13 +62,16 @@ if TYPE_CHECKING:
     from service.cache.redis_link import RedisLink
 
 EXTENSION = "user_session_cache"
-KEY_PREFIX = "user-sessions:v1"
+# v2: sessions named by a digest of their uuid (v1 held the uuid itself).
+KEY_PREFIX = "user-sessions:v2"
 # Longer than any request may run (gunicorn's worker timeout is 30 s): a
 # reader that read before a write cannot store after the write's fence lapsed.
 FENCE_SECONDS = 60
 # The fence of an erased session: no version passes it.
 GONE = "gone"
 CONTENT_TYPE = "application/json"
+# Sessions invalidated by one script call (owed ones pile up while Redis is away).
+INVALIDATE_BATCH = 256
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -108,6 +119,11 @@ return sessions
 """
 
 
+def key_tag(user_session_uuid: uuid.UUID) -> str:
+    """What names a session in Redis: 128 bits of a BLAKE2b digest of its uuid, in hex."""
+    return hashlib.blake2b(user_session_uuid.bytes, digest_size=16, person=b"user-sessions").hexdigest()
+
+
 def epoch_microseconds(moment: datetime) -> int:
     """An aware datetime as whole microseconds since the epoch (exact, no float)."""
     return (moment - _EPOCH) // _MICROSECOND
@@ -151,31 +167,48 @@ class Representation:
 class UserSessionCache:
     """Lookups, fenced stores and invalidations of session representations."""
 
-    def __init__(self, link: RedisLink, *, ttl_seconds: int, min_reads: int = 1) -> None:
+    def __init__(
+        self,
+        link: RedisLink,
+        *,
+        ttl_seconds: int,
+        min_reads: int = 1,
+        unsettled: UnsettledSessions | None = None,
+    ) -> None:
         self.link = link
         self.recent_reads = RecentReads(min_reads)
+        self.ttl_seconds = ttl_seconds
         self.ttl_ms = ttl_seconds * 1000
         self.fence_ms = FENCE_SECONDS * 1000
+        self.owed = OwedInvalidations(keep_seconds=ttl_seconds + FENCE_SECONDS)
+        self.unsettled = unsettled or UnsettledSessions()
+        # The sessions this process counted in ``unsettled`` and has not counted out.
+        self._marked: set[uuid.UUID] = set()
         # Registered on the pooled client (which connects only when called); run on ``link.client``.
         self._store = link.pooled.register_script(_STORE)
         self._invalidate = link.pooled.register_script(_INVALIDATE)
+        link.before_use(self._settle)
 
     @staticmethod
     def entry_key(user_session_uuid: uuid.UUID) -> str:
-        return f"{KEY_PREFIX}:{{{user_session_uuid}}}"
+        return f"{KEY_PREFIX}:{{{key_tag(user_session_uuid)}}}"
 
     @staticmethod
     def fence_key(user_session_uuid: uuid.UUID) -> str:
-        return f"{KEY_PREFIX}:{{{user_session_uuid}}}:fence"
+        return f"{KEY_PREFIX}:{{{key_tag(user_session_uuid)}}}:fence"
 
     def lookup(self, user_session_uuid: uuid.UUID, shape: str) -> Representation | None:
         """The cached representation of this ``shape``, or None (a session this
-        process has not read often enough lately, a miss, an entry of another
-        shape, Redis down, or its breaker open)."""
+        process has not read often enough lately, one whose invalidation Redis
+        has not taken yet, a miss, an entry of another shape, Redis down, or
+        its breaker open)."""
         import redis
 
         if not self.recent_reads.read(user_session_uuid):
             metrics.record_cache_request("cold")
+            return None
+        if self.unsettled.marked(user_session_uuid):
+            metrics.record_cache_request("owed")
             return None
         if not self.link.available():
             metrics.record_cache_request("error")
@@ -221,25 +254,58 @@ class UserSessionCache:
 
     def invalidate(self, versions: Mapping[uuid.UUID, int | None]) -> bool:
         """Drop the entries of sessions committed at these versions (None: erased)
-        and fence off older ones. Tries Redis whatever its breaker says; True when
-        Redis took it."""
-        import redis
+        and fence off older ones, after whatever invalidations are owed. Tries
+        Redis whatever its breaker says; True when Redis took it.
 
+        When Redis does not take it, the invalidation is owed (sent again
+        before any other use of the link, once the breaker allows), and the
+        sessions are read from the database on this instance until it lands,
+        for ``CACHE_TTL`` at most: returning, the write may be acknowledged.
+        """
         if not versions:
             return True
-        keys: list[str] = []
-        args: list[int | str] = [self.fence_ms]
-        for user_session_uuid, version in versions.items():
-            keys += [self.entry_key(user_session_uuid), self.fence_key(user_session_uuid)]
-            args.append(GONE if version is None else version)
-        try:
-            self._invalidate(keys=keys, args=args, client=self.link.client)
-        except redis.RedisError as error:
-            # Counted and logged by the link; the entries lapse within CACHE_TTL.
-            self.link.failed("cache_invalidate", error)
-            return False
-        self.link.succeeded()
-        return True
+        self.owed.add(versions)
+        if self.send_owed():
+            return True
+        with self.owed.sending:
+            fresh = [user_session_uuid for user_session_uuid in versions if user_session_uuid not in self._marked]
+            self.unsettled.mark(fresh, self.ttl_seconds)
+            self.unsettled.mark(versions.keys() - fresh, self.ttl_seconds, count=False)
+            self._marked.update(fresh)
+        return False
+
+    def send_owed(self) -> bool:
+        """Send every owed invalidation, oldest first; True when none is left.
+        A failure is counted and opens the breaker; what was not sent stays owed."""
+        import redis
+
+        with self.owed.sending:
+            while True:
+                due = self.owed.due(INVALIDATE_BATCH)
+                if not due:
+                    return True
+                keys: list[str] = []
+                args: list[int | str] = [self.fence_ms]
+                for user_session_uuid, version in due.items():
+                    keys += [self.entry_key(user_session_uuid), self.fence_key(user_session_uuid)]
+                    args.append(GONE if version is None else version)
+                try:
+                    self._invalidate(keys=keys, args=args, client=self.link.client)
+                except redis.RedisError as error:
+                    # Counted and logged by the link; owed until Redis takes it.
+                    self.link.failed("cache_invalidate", error)
+                    return False
+                self.link.succeeded()
+                self.owed.delivered(due)
+                # Count out what this process marked and owes no more (delivered, or past keeping).
+                settled = [marked for marked in self._marked if not self.owed.owes(marked)]
+                if settled:
+                    self.unsettled.settle(settled)
+                    self._marked.difference_update(settled)
+
+    def _settle(self) -> bool:
+        """The link's before-use hook: nothing owed costs a truth test."""
+        return not self.owed or self.send_owed()
 
 
 def now_us() -> int:
@@ -251,8 +317,13 @@ def init_app(app: Flask) -> None:
     """Make the cache when Redis is configured (after ``service.cache.redis_link.init_app``)."""
     link = redis_link(app)
     if link is not None:
+        # Made here, in the process that loads the app (gunicorn's master): its
+        # marks are shared by every worker forked from it.
         app.extensions[EXTENSION] = UserSessionCache(
-            link, ttl_seconds=app.config["CACHE_TTL"], min_reads=app.config["CACHE_MIN_READS"]
+            link,
+            ttl_seconds=app.config["CACHE_TTL"],
+            min_reads=app.config["CACHE_MIN_READS"],
+            unsettled=UnsettledSessions(),
         )
 
 

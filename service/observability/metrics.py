@@ -39,8 +39,9 @@ DATABASE_ERRORS = Counter(
 )
 CACHE_REQUESTS = Counter(
     "cache_requests",
-    "Read-through cache lookups of a user session, by result: hit, miss, error, or cold "
-    "(read too seldom in this process lately to ask Redis).",
+    "Read-through cache lookups of a user session, by result: hit, miss, error, cold "
+    "(read too seldom in this process lately to ask Redis), or owed (its invalidation has not "
+    "reached Redis yet: read from the database).",
     ["result"],
 )
 REDIS_ERRORS = Counter(
@@ -49,7 +50,7 @@ REDIS_ERRORS = Counter(
     ["operation"],
 )
 
-CacheResult = Literal["hit", "miss", "error", "cold"]
+CacheResult = Literal["hit", "miss", "error", "cold", "owed"]
 
 
 def record_cache_request(result: CacheResult) -> None:

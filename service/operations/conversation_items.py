@@ -34,7 +34,6 @@ from service.repositories import (
     Page,
     UserSessionRepository,
     get_conversation_item_repository,
-    get_idempotency_repository,
     get_user_session_repository,
 )
 
@@ -42,7 +41,6 @@ APPEND_MAX_ITEMS = 100
 CONTENT_BOUNDS = DocumentBounds(max_bytes=64 * 1024, max_depth=64)
 # The paths whose idempotency records (their stored responses) hold items, as
 # the HTTP layer names a request's path: erased with the session's items.
-ITEM_REQUEST_PATHS = ("/user-sessions/{uuid}/items", "/user-sessions/{uuid}/items/pop")
 
 
 def append_items(user_session_uuid: uuid.UUID, items: Sequence[Mapping[str, Any]]) -> list[ConversationItemRow]:
@@ -131,13 +129,6 @@ def clear_items(user_session_uuid: uuid.UUID) -> int:
     with get_db_session() as db_session:
         _lock_live(db_session, user_session_uuid)
         return get_conversation_item_repository(db_session).delete_all(user_session_uuid)
-
-
-def forget_item_requests(db_session: Session, user_session_uuids: Sequence[uuid.UUID]) -> int:
-    """In an erasure's unit of work: delete the idempotency records whose stored
-    responses hold items of these sessions (appends and pops)."""
-    paths = [path.format(uuid=each) for each in user_session_uuids for path in ITEM_REQUEST_PATHS]
-    return get_idempotency_repository(db_session).forget_paths(paths)
 
 
 def _lock_live(db_session: Session, user_session_uuid: uuid.UUID) -> None:

@@ -18,14 +18,16 @@ The database arbitrates, so this holds across workers and instances:
    still happen once.
 
 Records older than ``RETENTION`` count as absent (a new request replaces
-them) and ``forget_expired`` deletes them.
+them) and ``forget_expired`` deletes them. A done record names the session
+its stored response carries (``user_session_uuid``): erasing the session
+erases the record with it (``forget_user_sessions``), in the same unit of work.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -63,18 +65,30 @@ class IdempotencyKeyReused(ServiceError):
 
 @dataclass(frozen=True)
 class StoredResponse:
-    """The part of a response a replay repeats."""
+    """The part of a response a replay repeats, and the session it carries
+    (whose erasure erases it)."""
 
     status: int
     headers: dict[str, str]
     body: bytes
+    user_session_uuid: uuid.UUID | None = None
 
     @classmethod
     def of(cls, record: IdempotencyRecord) -> StoredResponse:
-        return cls(record.response_status or 500, dict(record.response_headers or {}), record.response_body or b"")
+        return cls(
+            record.response_status or 500,
+            dict(record.response_headers or {}),
+            record.response_body or b"",
+            record.user_session_uuid,
+        )
 
     def columns(self) -> dict[str, Any]:
-        return {"response_status": self.status, "response_headers": self.headers, "response_body": self.body}
+        return {
+            "response_status": self.status,
+            "response_headers": self.headers,
+            "response_body": self.body,
+            "user_session_uuid": self.user_session_uuid,
+        }
 
 
 @dataclass(frozen=True)
@@ -151,6 +165,15 @@ def perform(
         raise
 
 
+def forget_user_sessions(user_session_uuids: Collection[uuid.UUID]) -> int:
+    """Delete the records whose stored responses carry these sessions (erased
+    ones): in the caller's unit of work when there is one. Returns how many went."""
+    if not user_session_uuids:
+        return 0
+    with get_db_session() as db_session:
+        return get_idempotency_repository(db_session).delete_for_user_sessions(user_session_uuids)
+
+
 def forget_expired(now: datetime | None = None) -> int:
     """Delete records past their retention, in batches; return how many went."""
     cutoff = (now or utcnow()) - RETENTION
@@ -172,6 +195,7 @@ _RECLAIMED_COLUMNS = (
     "response_status",
     "response_headers",
     "response_body",
+    "user_session_uuid",
 )
 
 
@@ -186,6 +210,7 @@ def _in_flight(scope: IdempotencyScope, fingerprint: str, owner_token: str, now:
         response_status=None,
         response_headers=None,
         response_body=None,
+        user_session_uuid=None,
     )
 
 

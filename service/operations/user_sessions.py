@@ -24,7 +24,7 @@ from service.errors import (
     UserSessionNotFound,
 )
 from service.models import UserSession, UserSessionRow
-from service.operations.conversation_items import forget_item_requests
+from service.operations import idempotency
 from service.operations.documents import METADATA_BOUNDS, canonical, merge_patch
 from service.repositories import (
     Keyset,
@@ -166,16 +166,16 @@ def delete_user_session(user_session_uuid: uuid.UUID, *, precondition: VersionPr
 
 
 def purge_user_session(user_session_uuid: uuid.UUID, *, precondition: VersionPrecondition | None = None) -> None:
-    """Erase the session for good, whether it is live, deleted or expired, with
-    its conversation items (the database cascades) and the idempotency
-    records that hold them."""
+    """Erase the session for good, whether it is live, deleted or expired: its
+    conversation items (the database cascades) and the stored idempotent
+    responses that carry its data go with it."""
     with get_db_session() as db_session:
         repository = get_user_session_repository(db_session)
         user_session = _find(repository, user_session_uuid, include_deleted=True, for_update=True)
         if precondition is not None:
             precondition.check(user_session)
         repository.purge(user_session)
-        forget_item_requests(db_session, [user_session_uuid])
+        idempotency.forget_user_sessions([user_session_uuid])
 
 
 def restore_user_session(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import uuid
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -51,6 +52,16 @@ class IdempotencyRepository(BaseRepository[IdempotencyRecord]):
         result: CursorResult[Any] = self.db_session.execute(statement)  # type: ignore[assignment]
         return result.rowcount == 1
 
+    def delete_for_user_sessions(self, user_session_uuids: Collection[uuid.UUID]) -> int:
+        """Delete the records whose stored responses carry these sessions; return how many went."""
+        statement = (
+            delete(IdempotencyRecord)
+            .where(IdempotencyRecord.user_session_uuid.in_(list(user_session_uuids)))
+            .execution_options(synchronize_session=False)
+        )
+        result: CursorResult[Any] = self.db_session.execute(statement)  # type: ignore[assignment]
+        return result.rowcount
+
     def delete_created_before(self, cutoff: datetime, *, limit: int) -> int:
         """Delete up to ``limit`` records created before ``cutoff``; return how many went."""
         scope_columns = tuple_(
@@ -71,20 +82,6 @@ class IdempotencyRepository(BaseRepository[IdempotencyRecord]):
         )
         statement = (
             delete(IdempotencyRecord).where(scope_columns.in_(batch)).execution_options(synchronize_session=False)
-        )
-        result: CursorResult[Any] = self.db_session.execute(statement)  # type: ignore[assignment]
-        return result.rowcount
-
-    def forget_paths(self, paths: Sequence[str]) -> int:
-        """Delete every record of requests to these paths (whatever key, caller
-        or method); return how many went. For erasure: their stored responses
-        may hold what is erased."""
-        if not paths:
-            return 0
-        statement = (
-            delete(IdempotencyRecord)
-            .where(IdempotencyRecord.path.in_(list(paths)))
-            .execution_options(synchronize_session=False)
         )
         result: CursorResult[Any] = self.db_session.execute(statement)  # type: ignore[assignment]
         return result.rowcount

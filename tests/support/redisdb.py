@@ -32,18 +32,21 @@ def unreachable_redis_url() -> str:
 class PrivateRedis:
     """A ``redis-server`` of the test's own, on a free port, that keeps nothing on disk."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, debug_command: bool = False) -> None:
         self.server = require_program("redis-server")
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        # ``DEBUG SLEEP`` (a Redis that stalls) is refused unless enabled (Redis 7+), from localhost only.
+        self.options = ["--enable-debug-command", "local"] if debug_command else []
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
+        options = ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", *self.options]
         self.process = subprocess.Popen(
-            [self.server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            [self.server, *options],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
