@@ -35,10 +35,11 @@ $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
-# The tests drive the first-party client too: it is its own distribution (clients/python).
+# The tests drive the first-party client too: it is its own distribution (clients/python),
+# with its agents extra (the OpenAI Agents SDK) for the Agents SDK session's test.
 $(VENV)/.installed-test: pyproject.toml clients/python/pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
-	$(BIN)/pip install --quiet -e ./clients/python
+	$(BIN)/pip install --quiet -e './clients/python[agents]'
 	touch $@
 
 ## run: migrate the database (SQLite in ./instance by default) and serve on http://HOST:PORT (127.0.0.1:8000)

@@ -9,8 +9,8 @@ changes).
 Concurrency: every change of one session's items first locks the session's
 row, in a unit of work (an append by bumping the session's ``last_item_seq``,
 which also hands out its seqs; on PostgreSQL the bump and the insert are one
-statement, which holds the lock until it commits). So appends and pops of one session run one
-at a time: a batch's seqs are consecutive and never interleave with
+statement, which holds the lock until it commits). So appends and pops of
+one session run one at a time: a batch's seqs are consecutive and never interleave with
 another's, every pop takes the newest item at that moment, and no two pops
 take the same one. Reads take no lock and run as one statement each.
 """
@@ -39,8 +39,6 @@ from service.repositories import (
 
 APPEND_MAX_ITEMS = 100
 CONTENT_BOUNDS = DocumentBounds(max_bytes=64 * 1024, max_depth=64)
-# The paths whose idempotency records (their stored responses) hold items, as
-# the HTTP layer names a request's path: erased with the session's items.
 
 
 def append_items(user_session_uuid: uuid.UUID, items: Sequence[Mapping[str, Any]]) -> list[ConversationItemRow]:

@@ -40,6 +40,9 @@ MIRRORED = [
     "VerificationResult",
     "Problem",
     "VerificationCodeIncorrect",
+    "ConversationItem",
+    "ConversationItemIn",
+    "ConversationItemPage",
 ]
 
 JSON_TYPES: dict[str, tuple[type, ...]] = {
@@ -111,6 +114,24 @@ def test_list_filters_are_the_list_query_parameters_but_paging() -> None:
         assert name in user_sessions_client.UserSessionsClient.list_page.__code__.co_varnames
 
 
+def test_list_items_page_takes_the_items_list_query_parameters() -> None:
+    (path,) = [path for path in SPEC["paths"] if path.endswith("/items") and "get" in SPEC["paths"][path]]
+    parameters = [parameter for parameter in SPEC["paths"][path]["get"]["parameters"] if "$ref" not in parameter]
+    by_name = {parameter["name"]: parameter for parameter in parameters if parameter["in"] == "query"}
+    signature = user_sessions_client.UserSessionsClient.list_items_page.__code__
+    assert set(by_name) <= set(signature.co_varnames[: signature.co_argcount + signature.co_kwonlyargcount])
+    assert set(by_name) == {"order", "type", "role", "limit", "page_token"}
+    assert set(get_args(user_sessions_client.ItemOrder)) == set(by_name["order"]["schema"]["enum"])
+
+
+def test_append_items_sends_the_spec_append_body() -> None:
+    """``append_items`` wraps its items as ``ItemsAppend`` does: ``{"items": [ConversationItemIn, ...]}``."""
+    append = SCHEMAS["ItemsAppend"]
+    assert set(append["properties"]) == {"items"}
+    assert append["properties"]["items"]["items"]["$ref"].endswith("/ConversationItemIn")
+    assert append["properties"]["items"]["maxItems"] == user_sessions_client.MAX_ITEMS_PER_APPEND
+
+
 def run(*command: str | Path, cwd: Path = PROJECT_ROOT) -> str:
     done = subprocess.run([str(part) for part in command], cwd=cwd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, f"{command} failed:\n{done.stdout}\n{done.stderr}"
@@ -173,6 +194,7 @@ def test_the_client_wheel_installs_into_a_fresh_venv_with_requests_and_nothing_e
     (wheel,) = wheels.glob("user_sessions_client-*.whl")
     files = zipfile.ZipFile(wheel).namelist()
     assert "user_sessions_client/py.typed" in files
+    assert "user_sessions_client/agents.py" in files
     assert {name.split("/")[0] for name in files if not name.startswith("user_sessions_client-")} == {
         "user_sessions_client"
     }
@@ -184,7 +206,12 @@ def test_the_client_wheel_installs_into_a_fresh_venv_with_requests_and_nothing_e
     run(python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", wheel)
     after = installed(python)
 
-    assert after["user-sessions-client"] == ["requests<3,>=2.32"]
+    # requests, and the OpenAI Agents SDK only for the agents extra (user_sessions_client.agents).
+    requirements = after["user-sessions-client"]
+    assert [requirement for requirement in requirements if "extra ==" not in requirement] == ["requests<3,>=2.32"]
+    assert [requirement.split(";")[0] for requirement in requirements if "extra ==" in requirement] == [
+        "openai-agents<0.25,>=0.24"
+    ]
     added = set(after) - set(before)
     assert added == closure("user-sessions-client", after)
     assert added - {"user-sessions-client"} == REQUESTS_CLOSURE
@@ -198,6 +225,13 @@ def test_the_client_wheel_installs_into_a_fresh_venv_with_requests_and_nothing_e
         cwd=tmp_path,
     )
     assert imported.strip() == "[]"
+
+    # The Agents SDK session says how to get what it needs when the extra is not installed.
+    without_extra = subprocess.run(
+        [str(python), "-c", "import user_sessions_client.agents"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert without_extra.returncode != 0
+    assert "pip install 'user-sessions-client[agents]'" in without_extra.stderr
 
 
 @pytest.mark.slow

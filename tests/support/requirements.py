@@ -16,10 +16,12 @@ that is a broken setup, not a missing one.
 
 from __future__ import annotations
 
+import importlib
 import os
 import pwd
 import shutil
 from pathlib import Path
+from types import ModuleType
 from typing import NoReturn
 
 import pytest
@@ -102,6 +104,19 @@ def require_redis_url() -> str:
     if not url:
         missing("a Redis server: set TEST_REDIS_URL=redis://127.0.0.1:6379/0")
     return url
+
+
+def require_module(name: str, how: str) -> ModuleType:
+    """The module ``name``, or skip the whole test module that asks (fail under
+    ``TEST_REQUIRE_ALL=1``); ``how`` says how to install it. Call it before the
+    test module imports ``name``."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        what = f"the Python module {name}: {how}"
+        if os.environ.get(REQUIRE_ALL, "") not in ("", "0"):
+            pytest.fail(f"needs {what} ({REQUIRE_ALL} is set: nothing may be skipped for want of it)", pytrace=False)
+        pytest.skip(f"needs {what}", allow_module_level=True)
 
 
 def _version(name: str) -> tuple[int, ...]:

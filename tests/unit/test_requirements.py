@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from tests.support import requirements
-from tests.support.requirements import REQUIRE_ALL, require_postgres_server, require_program, require_redis_url
+from tests.support.requirements import (
+    REQUIRE_ALL,
+    require_module,
+    require_postgres_server,
+    require_program,
+    require_redis_url,
+)
 
 
 @pytest.fixture
@@ -53,3 +59,15 @@ def test_an_unset_server_url_skips_naming_the_variable(programs: Path, monkeypat
     monkeypatch.delenv("TEST_REDIS_URL", raising=False)
     with pytest.raises(pytest.skip.Exception, match="set TEST_REDIS_URL="):
         require_redis_url()
+
+
+def test_a_missing_python_module_skips_naming_it_and_how_to_install_it(programs: Path) -> None:
+    with pytest.raises(pytest.skip.Exception, match=r"^needs the Python module no_such_module: pip install it$"):
+        require_module("no_such_module", "pip install it")
+    assert require_module("json", "always there").dumps([]) == "[]"
+
+
+def test_require_all_turns_a_missing_module_into_a_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(REQUIRE_ALL, "1")
+    with pytest.raises(pytest.fail.Exception, match="needs the Python module no_such_module"):
+        require_module("no_such_module", "pip install it")

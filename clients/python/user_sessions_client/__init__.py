@@ -11,9 +11,21 @@ Its own distribution (``pip install ./clients/python``), depending on
         page = sessions.list_page(email="ada@example.com", limit=20, count=True)
         for user_session in sessions.iter_sessions(email="ada@example.com"):
             ...
+        sessions.append_items(created, [{"role": "user", "content": {"role": "user", "content": "Hi"}}])
+        history = list(sessions.iter_items(created))  # oldest first; order="desc" for newest first
+
+``user_sessions_client.agents.UserSessionsAgentSession`` (the ``agents`` extra)
+is an OpenAI Agents SDK session that keeps its history in the service.
 """
 
-from user_sessions_client.client import FROM_SESSION, SessionRef, UserSessionsClient
+from user_sessions_client.client import (
+    FROM_SESSION,
+    MAX_ITEMS_PER_APPEND,
+    ItemOrder,
+    ItemRef,
+    SessionRef,
+    UserSessionsClient,
+)
 from user_sessions_client.errors import (
     ClientError,
     Conflict,
@@ -22,6 +34,7 @@ from user_sessions_client.errors import (
     IdempotencyKeyInUse,
     IncorrectVerificationCode,
     InvalidRequest,
+    ItemNotFound,
     NotFound,
     PreconditionFailed,
     RateLimited,
@@ -31,6 +44,9 @@ from user_sessions_client.errors import (
     UserSessionsError,
 )
 from user_sessions_client.schemas import (
+    ConversationItem,
+    ConversationItemIn,
+    ConversationItemPage,
     ListFilters,
     Problem,
     UserSession,
@@ -46,13 +62,20 @@ __version__ = "1.1.0"
 
 __all__ = [
     "FROM_SESSION",
+    "MAX_ITEMS_PER_APPEND",
     "ClientError",
     "Conflict",
+    "ConversationItem",
+    "ConversationItemIn",
+    "ConversationItemPage",
     "Forbidden",
     "Gone",
     "IdempotencyKeyInUse",
     "IncorrectVerificationCode",
     "InvalidRequest",
+    "ItemNotFound",
+    "ItemOrder",
+    "ItemRef",
     "ListFilters",
     "NotFound",
     "PreconditionFailed",

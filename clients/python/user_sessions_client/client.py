@@ -8,7 +8,7 @@ import math
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from types import TracebackType
@@ -18,8 +18,11 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
 
-from user_sessions_client.errors import ClientError, IdempotencyKeyInUse, TransportError, error_for
+from user_sessions_client.errors import ClientError, IdempotencyKeyInUse, ItemNotFound, TransportError, error_for
 from user_sessions_client.schemas import (
+    ConversationItem,
+    ConversationItemIn,
+    ConversationItemPage,
     ListFilters,
     UserSession,
     UserSessionCreate,
@@ -34,6 +37,12 @@ RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 
 #: A session as every method takes it: its uuid, or a representation read earlier.
 SessionRef: TypeAlias = Mapping[str, Any] | str | uuid.UUID
+#: A conversation item as every method takes it: its id, or the item as read.
+ItemRef: TypeAlias = Mapping[str, Any] | str | uuid.UUID
+#: The order of a session's history: ``asc`` oldest first, ``desc`` newest first.
+ItemOrder: TypeAlias = Literal["asc", "desc"]
+#: Most items one append may carry (the service refuses more: :class:`InvalidRequest`).
+MAX_ITEMS_PER_APPEND = 100
 
 
 class _Default(enum.Enum):
@@ -279,6 +288,125 @@ class UserSessionsClient:
             self._json("POST", path, json_body={"code": code}, idempotency_key=_key(idempotency_key)),
         )
 
+    # Conversation items: the session's history
+
+    def append_items(
+        self,
+        user_session: SessionRef,
+        items: Iterable[ConversationItemIn],
+        *,
+        idempotency_key: str | None = None,
+    ) -> list[ConversationItem]:
+        """Append ``items`` (1 to 100, each at least its ``content``) to the session's history,
+        in the order given, all or none; return them as stored (``id``, ``seq``…).
+
+        Sent with an ``Idempotency-Key`` (the same on every attempt), so a retry
+        after a lost answer stores nothing twice. :class:`NotFound` when the
+        session is not live; :class:`InvalidRequest` for a bad item (``errors``
+        names it as ``items.<index>.<field>``), an empty batch or over 100;
+        :class:`Conflict` when an ``id`` given exists already.
+        """
+        body = {"items": [_jsonable(item) for item in items]}
+        path = _item(user_session) + "/items"
+        stored = self._json("POST", path, json_body=body, idempotency_key=_key(idempotency_key))
+        return cast(list[ConversationItem], stored["items"])
+
+    def list_items_page(
+        self,
+        user_session: SessionRef,
+        *,
+        order: ItemOrder = "asc",
+        type: str | None = None,
+        role: str | None = None,
+        limit: int | None = None,
+        page_token: str | None = None,
+    ) -> ConversationItemPage:
+        """One page of the session's history: oldest first (``order="asc"``) or newest first.
+
+        ``type`` and ``role`` keep only the items with exactly that value.
+        ``limit`` is 1 to 500 (the service's default is 50):
+        ``list_items_page(s, order="desc", limit=n)`` is the newest ``n``, newest
+        first. For the next page pass ``next_page_token`` with the same order and
+        filters (with others the service refuses it: :class:`InvalidRequest`).
+        """
+        params: dict[str, str] = {"order": order}
+        if type is not None:
+            params["type"] = type
+        if role is not None:
+            params["role"] = role
+        if limit is not None:
+            params["limit"] = str(limit)
+        if page_token is not None:
+            params["page_token"] = page_token
+        return cast(ConversationItemPage, self._json("GET", _item(user_session) + "/items", params=params))
+
+    def iter_items(
+        self,
+        user_session: SessionRef,
+        *,
+        order: ItemOrder = "asc",
+        type: str | None = None,
+        role: str | None = None,
+        page_size: int = 100,
+    ) -> Iterator[ConversationItem]:
+        """The session's history, item after item, page after page (see :meth:`list_items_page`).
+
+        Keyset paging: items appended while it pages come after the ones it has
+        seen (``asc``) and are never repeated or skipped.
+        """
+        page_token = None
+        while True:
+            page = self.list_items_page(
+                user_session, order=order, type=type, role=role, limit=page_size, page_token=page_token
+            )
+            yield from page["items"]
+            page_token = page["next_page_token"]
+            if not page_token:
+                return
+
+    def get_item(self, user_session: SessionRef, item: ItemRef) -> ConversationItem:
+        """One item of the session's history.
+
+        :class:`ItemNotFound` (a :class:`NotFound`, ``code`` ``ITEM_NOT_FOUND``)
+        when the session has no such item; :class:`NotFound` with ``code``
+        ``USER_SESSION_NOT_FOUND`` when the session itself is not live.
+        """
+        return cast(ConversationItem, self._json("GET", _item_path(user_session, item)))
+
+    def delete_item(self, user_session: SessionRef, item: ItemRef) -> None:
+        """Remove one item from the session's history.
+
+        :class:`ItemNotFound` when there is no such item, unless an earlier
+        attempt of this very call may have removed it (its answer was lost):
+        then the item is gone, as asked, and it returns.
+        """
+        try:
+            self._request("DELETE", _item_path(user_session, item))
+        except ItemNotFound as error:
+            if not error.after_retry:
+                raise
+
+    def pop_item(self, user_session: SessionRef, *, idempotency_key: str | None = None) -> ConversationItem | None:
+        """Remove the newest item of the session's history and return it; None when the history is empty.
+
+        Sent with an ``Idempotency-Key``, so a retry after a lost answer
+        returns the item the first attempt removed and removes no other.
+        :class:`NotFound` when the session is not live (an empty history is
+        not an error: the service's 404 ``ITEM_NOT_FOUND`` is None here).
+        """
+        try:
+            popped = self._json("POST", _item(user_session) + "/items/pop", idempotency_key=_key(idempotency_key))
+        except ItemNotFound:
+            return None
+        return cast(ConversationItem, popped)
+
+    def clear_items(self, user_session: SessionRef) -> None:
+        """Remove every item of the session's history; the session stays as it is.
+
+        :class:`NotFound` when the session is not live.
+        """
+        self._request("DELETE", _item(user_session) + "/items")
+
     # Plumbing
 
     def close(self) -> None:
@@ -316,11 +444,12 @@ class UserSessionsClient:
         all_headers = dict(headers or {})
         data = None
         if json_body is not None:
-            data = json.dumps(json_body).encode()
+            data = encode_json(json_body)
             all_headers["Content-Type"] = content_type
         if idempotency_key is not None:
             # The same key on every attempt: a retry is replayed, never done twice.
             all_headers["Idempotency-Key"] = idempotency_key
+        reached = False  # whether an earlier attempt may have reached the service and acted
         attempt = 0  # retries of failures, bounded by ``retries``
         in_flight_attempt = 0  # retries of a key in flight, bounded by ``in_flight_wait``
         waited_in_flight = 0.0
@@ -333,8 +462,9 @@ class UserSessionsClient:
                 sent = not _never_sent(error)
                 if attempt >= self.retries or (sent and not resend):
                     raise TransportError(
-                        f"{method} {path}: {error}", sent=sent, idempotency_key=idempotency_key
+                        f"{method} {path}: {error}", sent=sent or reached, idempotency_key=idempotency_key
                     ) from error
+                reached = reached or sent
                 self._sleep(self._backoff(attempt))
                 attempt += 1
                 continue
@@ -342,7 +472,11 @@ class UserSessionsClient:
                 return response
             retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
             failure = error_for(
-                response.status_code, _problem(response), retry_after=retry_after, idempotency_key=idempotency_key
+                response.status_code,
+                _problem(response),
+                retry_after=retry_after,
+                idempotency_key=idempotency_key,
+                after_retry=reached,
             )
             if not resend:
                 raise failure  # it reached the service: whatever the answer, never again
@@ -357,6 +491,8 @@ class UserSessionsClient:
             retry_delay = self._retry_delay(response.status_code, retry_after, attempt)
             if retry_delay is None:
                 raise failure
+            # A gateway's 502 or 504 may come after the service acted; a 429 or the service's 503 did nothing.
+            reached = reached or response.status_code in {502, 504}
             self._sleep(retry_delay)
             attempt += 1
 
@@ -374,6 +510,12 @@ class UserSessionsClient:
         if retry_after > self.max_retry_after:
             return None
         return max(retry_after, self._backoff(attempt))
+
+
+def encode_json(value: Any) -> bytes:
+    """A request body as the client sends it: compact JSON (non-ASCII escaped, so a string the
+    service cannot store reaches it as such, and is refused by name)."""
+    return json.dumps(value, separators=(",", ":")).encode()
 
 
 def _never_sent(error: requests.RequestException) -> bool:
@@ -435,6 +577,18 @@ def _version_of(user_session: SessionRef) -> int | None:
 
 def _item(user_session: SessionRef) -> str:
     return f"/user-sessions/{_uuid_of(user_session)}"
+
+
+def _item_path(user_session: SessionRef, item: ItemRef) -> str:
+    if isinstance(item, Mapping):
+        if "id" not in item:
+            raise ValueError("an item given as a mapping needs its 'id'")
+        item_id = str(item["id"])
+    elif isinstance(item, uuid.UUID | str):
+        item_id = str(item)
+    else:
+        raise TypeError(f"an item is its id or its representation, not {type(item).__name__}")
+    return f"{_item(user_session)}/items/{item_id}"
 
 
 def _if_match(expected_version: int | None) -> dict[str, str] | None:

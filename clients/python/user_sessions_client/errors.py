@@ -35,6 +35,10 @@ class ClientError(UserSessionsError):
     ``problem`` is the parsed body; ``code``, ``detail``, ``errors`` and
     ``correlation_id`` are its members, for logs and for reporting a failure.
     ``retry_after`` is the answer's ``Retry-After`` in seconds (None without one).
+    ``after_retry`` is True when this answer came to a retry and an earlier
+    attempt may have reached the service and acted (its answer was lost, or a
+    gateway's 502 or 504 came back): a 404 to a DELETE may then mean that the
+    earlier attempt did the deleting.
     """
 
     def __init__(
@@ -44,6 +48,7 @@ class ClientError(UserSessionsError):
         *,
         retry_after: float | None = None,
         idempotency_key: str | None = None,
+        after_retry: bool = False,
     ) -> None:
         self.status = status
         self.problem = problem
@@ -53,6 +58,7 @@ class ClientError(UserSessionsError):
         self.correlation_id: str | None = problem.get("correlation_id")
         self.retry_after = retry_after
         self.idempotency_key = idempotency_key
+        self.after_retry = after_retry
         super().__init__(f"{status} {self.code}: {self.detail} (correlation id {self.correlation_id})")
 
 
@@ -82,7 +88,12 @@ class Forbidden(ClientError):
 
 
 class NotFound(ClientError):
-    """404: no live session has this uuid."""
+    """404: no live session has this uuid (``code`` ``USER_SESSION_NOT_FOUND``), or no such item."""
+
+
+class ItemNotFound(NotFound):
+    """404 ``ITEM_NOT_FOUND``: the session is live but has no item with this id (or, to a pop,
+    no item at all)."""
 
 
 class Conflict(ClientError):
@@ -136,6 +147,7 @@ _BY_STATUS: dict[int, type[ClientError]] = {
 
 _BY_CODE: dict[str, type[ClientError]] = {
     "IDEMPOTENCY_KEY_IN_USE": IdempotencyKeyInUse,
+    "ITEM_NOT_FOUND": ItemNotFound,
     "VERIFICATION_CODE_INCORRECT": IncorrectVerificationCode,
 }
 
@@ -146,6 +158,7 @@ def error_for(
     *,
     retry_after: float | None = None,
     idempotency_key: str | None = None,
+    after_retry: bool = False,
 ) -> ClientError:
     """The exception for a problem answered with ``status``."""
     if status >= 500:
@@ -155,4 +168,4 @@ def error_for(
         by_code = _BY_CODE.get(str(problem.get("code")))
         if by_code is not None and issubclass(by_code, cls):
             cls = by_code
-    return cls(status, problem, retry_after=retry_after, idempotency_key=idempotency_key)
+    return cls(status, problem, retry_after=retry_after, idempotency_key=idempotency_key, after_retry=after_retry)

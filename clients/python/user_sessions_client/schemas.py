@@ -91,6 +91,41 @@ class VerificationResult(TypedDict):
     verified: bool
 
 
+class ConversationItem(TypedDict):
+    """One item of a session's conversation history, as stored (schema ``ConversationItem``).
+
+    ``content`` is whatever JSON value was appended, returned equal to it;
+    ``seq`` is its position in the session's history (the first item is 1).
+    """
+
+    id: str
+    seq: int
+    type: str
+    role: str | None
+    content: Any
+    created_at: str
+
+
+class ConversationItemIn(TypedDict):
+    """An item to append (schema ``ConversationItemIn``, an item of ``ItemsAppend``): only ``content`` is needed.
+
+    ``type`` defaults to ``"message"`` (1 to 64 chars of ``[a-z0-9_.-]``); ``id``
+    to a uuid the service picks (one that exists already is a :class:`Conflict`).
+    """
+
+    id: NotRequired[str | UUID]
+    type: NotRequired[str]
+    role: NotRequired[str | None]
+    content: Any
+
+
+class ConversationItemPage(TypedDict):
+    """One page of a session's history (schema ``ConversationItemPage``)."""
+
+    items: list[ConversationItem]
+    next_page_token: str | None
+
+
 class Problem(TypedDict):
     """An RFC 9457 problem as the service writes it (schema ``Problem``).
 
