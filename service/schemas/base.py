@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, pre_load
+from marshmallow import RAISE, Schema, ValidationError, fields, pre_load, validate
 
-from service.schemas.fields import unstorable_string
+from service.schemas.fields import QueryInteger, unstorable_string
 
 UNSTORABLE_STRING = "Must not contain NUL characters or unpaired surrogates."
 
@@ -28,3 +28,22 @@ class StrictSchema(Schema):
 
 class NoArgsSchema(StrictSchema):
     """An operation that takes no query parameters."""
+
+
+LIST_LIMIT_DEFAULT = 50
+LIST_LIMIT_MAX = 500
+PAGE_TOKEN_MAX_LENGTH = 2048
+
+
+def page_limit_field() -> QueryInteger:
+    """A listing's ``limit``: items a page, 1 to 500 (default 50)."""
+    return QueryInteger(
+        load_default=LIST_LIMIT_DEFAULT,
+        validate=validate.Range(min=1, max=LIST_LIMIT_MAX),
+        metadata={"description": "Items a page, 1 to 500 (default 50)."},
+    )
+
+
+def page_token_field(description: str) -> fields.String:
+    """A listing's ``page_token``: the previous page's signed cursor."""
+    return fields.String(validate=validate.Length(max=PAGE_TOKEN_MAX_LENGTH), metadata={"description": description})

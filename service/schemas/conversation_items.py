@@ -9,10 +9,9 @@ from marshmallow import Schema, ValidationError, fields, pre_load, validate, val
 
 from service.models import DEFAULT_ITEM_TYPE, ITEM_ROLE_MAX_LENGTH, ITEM_TYPE_MAX_LENGTH
 from service.operations.conversation_items import APPEND_MAX_ITEMS, CONTENT_BOUNDS
-from service.schemas.base import UNSTORABLE_STRING, StrictSchema
+from service.schemas.base import UNSTORABLE_STRING, StrictSchema, page_limit_field, page_token_field
 from service.schemas.dump import CompiledDump
-from service.schemas.fields import JSONValue, QueryInteger, UTCDateTime, unstorable_string
-from service.schemas.user_sessions import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, PAGE_TOKEN_MAX_LENGTH
+from service.schemas.fields import JSONValue, UTCDateTime, unstorable_string
 
 ITEM_TYPE_PATTERN = rf"^[a-z0-9_.-]{{1,{ITEM_TYPE_MAX_LENGTH}}}$"
 ITEM_ORDERS = ("asc", "desc")
@@ -119,22 +118,15 @@ class ItemListArgsSchema(StrictSchema):
         validate=validate.OneOf(ITEM_ORDERS),
         metadata={"description": "`asc` (default): oldest first; `desc`: newest first."},
     )
-    limit = QueryInteger(
-        load_default=LIST_LIMIT_DEFAULT,
-        validate=validate.Range(min=1, max=LIST_LIMIT_MAX),
-        metadata={"description": "Items a page, 1 to 500 (default 50)."},
-    )
+    limit = page_limit_field()
     type = _item_type(metadata={"description": "Only items of this type (exact, case-sensitive)."})
     role = fields.String(
         validate=validate.Length(min=1, max=ITEM_ROLE_MAX_LENGTH),
         metadata={"description": "Only items of this role (exact, case-sensitive)."},
     )
-    page_token = fields.String(
-        validate=validate.Length(max=PAGE_TOKEN_MAX_LENGTH),
-        metadata={
-            "description": "`next_page_token` of the previous page; send the same `order`, `type` and `role` "
-            "with it (`limit` may change). Empty means the first page. Tokens never expire."
-        },
+    page_token = page_token_field(
+        "`next_page_token` of the previous page; send the same `order`, `type` and `role` "
+        "with it (`limit` may change). Empty means the first page. Tokens never expire."
     )
 
     @pre_load

@@ -18,14 +18,13 @@ from service.database import utcnow
 from service.models import EMAIL_MAX_LENGTH, NAME_MAX_LENGTH
 from service.operations.documents import METADATA_BOUNDS
 from service.repositories.user_session_filters import DeletedFilter, Filter, Match, UserSessionFilters
-from service.schemas.base import UNSTORABLE_STRING, StrictSchema
+from service.schemas.base import UNSTORABLE_STRING, StrictSchema, page_limit_field, page_token_field
 from service.schemas.dump import CompiledDump
 from service.schemas.fields import (
     IPAddress,
     JSONObject,
     QueryBoolean,
     QueryDateTime,
-    QueryInteger,
     StrictBoolean,
     UTCDateTime,
     WholeNumber,
@@ -136,14 +135,11 @@ class DeleteArgsSchema(StrictSchema):
     )
 
 
-LIST_LIMIT_DEFAULT = 50
-LIST_LIMIT_MAX = 500
 LIST_SORT_ORDERS = ("-created_at", "created_at", "-updated_at", "updated_at")
 METADATA_PARAMETER_PREFIX = "metadata."
 # The one name under which every ``metadata.KEY`` parameter reaches its field.
 METADATA_PARAMETERS = "metadata.KEY"
 METADATA_FILTERS_MAX = 10
-PAGE_TOKEN_MAX_LENGTH = 2048
 
 
 def filters_on(attribute: str, match: Match, field: FieldT) -> FieldT:
@@ -229,17 +225,10 @@ class UserSessionListArgsSchema(StrictSchema):
         validate=validate.OneOf(LIST_SORT_ORDERS),
         metadata={"description": "`-` first means newest first; ties are broken by `uuid` in the same direction."},
     )
-    limit = QueryInteger(
-        load_default=LIST_LIMIT_DEFAULT,
-        validate=validate.Range(min=1, max=LIST_LIMIT_MAX),
-        metadata={"description": "Items a page, 1 to 500 (default 50)."},
-    )
-    page_token = fields.String(
-        validate=validate.Length(max=PAGE_TOKEN_MAX_LENGTH),
-        metadata={
-            "description": "`next_page_token` of the previous page; send the same filters and sort with it "
-            "(`limit` and `count` may change). Empty means the first page. Tokens never expire."
-        },
+    limit = page_limit_field()
+    page_token = page_token_field(
+        "`next_page_token` of the previous page; send the same filters and sort with it "
+        "(`limit` and `count` may change). Empty means the first page. Tokens never expire."
     )
     count = QueryBoolean(load_default=False, metadata={"description": "`true` adds `total_count` (it costs a COUNT)."})
 
