@@ -55,8 +55,10 @@ RV = TypeVar("RV")
 log = logging.getLogger(__name__)
 
 # How much longer than the statement timeout a wait may last: the server's own
-# cancellation, its answer and the rows have to travel.
-ANSWER_MARGIN = 1.0
+# cancellation, its answer and the rows have to travel. A little under the
+# contract's second, so that the request around the wait (and one that queued
+# behind it in the same worker) is still answered within the timeout plus a second.
+ANSWER_MARGIN = 0.8
 # While the database is silent: seconds between the watcher's connection attempts, and
 # how long it keeps trying after the last request that wanted a connection.
 WATCH_INTERVAL = 0.5
