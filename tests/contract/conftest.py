@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.contract.proxy import LossyProxy
 from tests.support.databases import fresh_postgres_database, worker_id
 from tests.support.live import LiveServer, migrate, start_gunicorn
+from user_sessions_client import UserSessionsClient
 
 API_KEY = "contract-test-key"
 
@@ -31,3 +33,37 @@ def postgres_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.Tem
     server = start_postgres_server(tmp_path_factory, name, api_keys=API_KEY)
     yield server
     server.stop()
+
+
+class RecordedSleep:
+    """Stands in for ``time.sleep``: remembers how long the client would wait."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+
+
+@pytest.fixture
+def sessions(postgres_server: LiveServer) -> Iterator[UserSessionsClient]:
+    with UserSessionsClient(postgres_server.base_url, api_key=API_KEY) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def proxy(postgres_server: LiveServer) -> Iterator[LossyProxy]:
+    lossy = LossyProxy(postgres_server.base_url)
+    yield lossy
+    lossy.stop()
+
+
+@pytest.fixture
+def sleep() -> RecordedSleep:
+    return RecordedSleep()
+
+
+@pytest.fixture
+def proxied(proxy: LossyProxy, sleep: RecordedSleep) -> Iterator[UserSessionsClient]:
+    with UserSessionsClient(proxy.base_url, api_key=API_KEY, sleep=sleep, backoff=0.01) as client:
+        yield client

@@ -10,7 +10,6 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -20,7 +19,7 @@ import requests
 from sqlalchemy import Engine, create_engine, func, select, text
 
 from service.models import UserSession
-from tests.contract.conftest import API_KEY
+from tests.contract.conftest import API_KEY, RecordedSleep
 from tests.contract.proxy import FORWARD, LOSE_ANSWER, REFUSE, LossyProxy
 from tests.support.live import LiveServer, free_port
 from user_sessions_client import (
@@ -48,40 +47,6 @@ def http_response(status: int, body: Any = None, **headers: str) -> bytes:
         lines.append("Content-Type: application/problem+json" if status >= 400 else "Content-Type: application/json")
     lines += [f"{name.replace('_', '-')}: {value}" for name, value in headers.items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + payload
-
-
-@pytest.fixture
-def sessions(postgres_server: LiveServer) -> Iterator[UserSessionsClient]:
-    with UserSessionsClient(postgres_server.base_url, api_key=API_KEY) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def proxy(postgres_server: LiveServer) -> Iterator[LossyProxy]:
-    lossy = LossyProxy(postgres_server.base_url)
-    yield lossy
-    lossy.stop()
-
-
-class RecordedSleep:
-    """Stands in for ``time.sleep``: remembers how long the client would wait."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    def __call__(self, seconds: float) -> None:
-        self.delays.append(seconds)
-
-
-@pytest.fixture
-def sleep() -> RecordedSleep:
-    return RecordedSleep()
-
-
-@pytest.fixture
-def proxied(proxy: LossyProxy, sleep: RecordedSleep) -> Iterator[UserSessionsClient]:
-    with UserSessionsClient(proxy.base_url, api_key=API_KEY, sleep=sleep, backoff=0.01) as client:
-        yield client
 
 
 def change_behind_the_clients_back(server: LiveServer, user_session_uuid: str, **changes: Any) -> None:

@@ -6,16 +6,14 @@ Lost answers and canned answers come from :class:`tests.contract.proxy.LossyProx
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.contract.conftest import API_KEY
+from tests.contract.conftest import RecordedSleep
 from tests.contract.proxy import FORWARD, LOSE_ANSWER, LossyProxy
-from tests.contract.test_client import RecordedSleep, http_response
-from tests.support.live import LiveServer
+from tests.contract.test_client import http_response
 from user_sessions_client import (
     Conflict,
     ConversationItem,
@@ -26,30 +24,6 @@ from user_sessions_client import (
 )
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def sessions(postgres_server: LiveServer) -> Iterator[UserSessionsClient]:
-    with UserSessionsClient(postgres_server.base_url, api_key=API_KEY) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def proxy(postgres_server: LiveServer) -> Iterator[LossyProxy]:
-    lossy = LossyProxy(postgres_server.base_url)
-    yield lossy
-    lossy.stop()
-
-
-@pytest.fixture
-def sleep() -> RecordedSleep:
-    return RecordedSleep()
-
-
-@pytest.fixture
-def proxied(proxy: LossyProxy, sleep: RecordedSleep) -> Iterator[UserSessionsClient]:
-    with UserSessionsClient(proxy.base_url, api_key=API_KEY, sleep=sleep, backoff=0.01) as client:
-        yield client
 
 
 def said(role: str, text: str) -> dict[str, Any]:
