@@ -422,10 +422,10 @@ def image() -> Iterator[BuiltImage]:
     missing = [name for name in ("buildah", "debootstrap") if system_tool(name) is None]
     require(
         not missing,
-        f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed: the image is built and run"
+        f"{' and '.join(missing)}: the image is built and run"
         " with buildah on a debootstrapped base (as root: apt-get install buildah debootstrap)",
     )
-    require(os.geteuid() == 0, "not root: the image test needs root for debootstrap and buildah (CI runs as root)")
+    require(os.geteuid() == 0, "root: debootstrap and buildah run as root (CI runs as root)")
     buildah = Buildah(Path(tempfile.mkdtemp(prefix="user-sessions-buildah-")))
     try:
         started = time.monotonic()
@@ -546,7 +546,7 @@ def test_the_image_starts_its_entry_point_as_a_non_root_user_and_has_a_healthche
 def test_the_container_migrates_serves_with_an_api_key_and_stops_cleanly_on_sigterm(
     image: BuiltImage, tmp_path: Path
 ) -> None:
-    require(bool(POSTGRES_URL), "TEST_DATABASE_URL is not set: the container runs against PostgreSQL")
+    require(bool(POSTGRES_URL), "a PostgreSQL server: set TEST_DATABASE_URL (the container runs against it)")
     database_url = fresh_postgres_database("container_image")
     plain_url = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
     port = free_port()
@@ -686,7 +686,7 @@ def compose_config(**settings: str) -> subprocess.CompletedProcess[str]:
 def require_podman() -> None:
     require(
         system_tool("podman") is not None,
-        "podman is not installed: podman-compose config needs it (as root: apt-get install podman)",
+        "podman, for podman-compose config (as root: apt-get install podman)",
     )
 
 
