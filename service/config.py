@@ -25,7 +25,7 @@ class ConfigurationError(RuntimeError):
     """The environment cannot run the service safely (e.g. production without keys)."""
 
 
-def _int(environ: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+def _int(environ: Mapping[str, str], name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
     raw = environ.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -35,6 +35,8 @@ def _int(environ: Mapping[str, str], name: str, default: int, *, minimum: int = 
         raise ConfigurationError(f"{name} must be a whole number, got {raw!r}") from None
     if value < minimum:
         raise ConfigurationError(f"{name} must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ConfigurationError(f"{name} must be at most {maximum}, got {value}")
     return value
 
 
@@ -145,7 +147,7 @@ def load_config(environ: Mapping[str, str], *, serving: bool = True) -> dict[str
         "CACHE_TTL": _int(environ, "CACHE_TTL", 30, minimum=1),
         # A session is looked up in (and stored to) Redis from its this-many-th
         # read in a process lately (service.cache.admission); 1 caches every read.
-        "CACHE_MIN_READS": _int(environ, "CACHE_MIN_READS", 2, minimum=1),
+        "CACHE_MIN_READS": _int(environ, "CACHE_MIN_READS", 2, minimum=1, maximum=100),
         "VERIFICATION_CODE_TTL": _int(environ, "VERIFICATION_CODE_TTL", 600, minimum=1),
         "VERIFICATION_RESEND_COOLDOWN": _int(environ, "VERIFICATION_RESEND_COOLDOWN", 30, minimum=0),
         "REDIS_URL": environ.get("REDIS_URL") or None,

@@ -7,7 +7,9 @@ every thread. This worker reads requests in its main loop, without blocking,
 and runs a request only once it is whole (or is already bound for a
 refusal), with its bytes in the parser's buffer: on a thread of the pool, or
 with a single thread (the default) on the main thread itself. Everything
-else (parsing, limits, keep-alive, the app) is gthread's own.
+else (parsing, limits, keep-alive, the app) is gthread's own, but for one
+addition: the app learns which headers a request sent more than once
+(``service.api.headers``), which WSGI's one string per name hides.
 
 gunicorn loads it by name (``worker_class`` in ``gunicorn.conf.py``); nothing
 in the service imports it.
@@ -20,7 +22,10 @@ import errno
 import os
 import selectors
 import socket
+import threading
 import time
+from collections import Counter
+from collections.abc import Callable
 from concurrent import futures
 from functools import partial
 from typing import Any
@@ -29,6 +34,8 @@ from gunicorn import util as gunicorn_util
 from gunicorn.http.errors import LimitRequestHeaders
 from gunicorn.http2 import negotiation
 from gunicorn.workers.gthread import TConn, ThreadWorker
+
+from service.api.headers import REPEATED_HEADERS
 
 _RECV_SIZE = 64 * 1024
 # The head as a whole (request line and headers) may take at most this: 431 past it.
@@ -155,6 +162,20 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         self.reading_conns: dict[_BufferedConn, None] = {}
         self.lingering: dict[socket.socket, float] = {}
+        # The request each thread is running: handle_request sets it, the app's environ reads it.
+        self.running = threading.local()
+
+    def load_wsgi(self) -> None:
+        """The app, called with the names of the headers its request repeated in the environ."""
+        super().load_wsgi()
+        app: Callable[..., Any] = getattr(self, "wsgi")  # noqa: B009 (set by gunicorn, untyped)
+        running = self.running
+
+        def wsgi(environ: dict[str, Any], start_response: Any) -> Any:
+            environ[REPEATED_HEADERS] = getattr(running, "repeated_headers", frozenset())
+            return app(environ, start_response)
+
+        self.wsgi = wsgi
 
     def accept(self, listener: socket.socket) -> None:
         try:
@@ -264,6 +285,7 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
             conn.sock.send(data)
 
     def handle_request(self, req: Any, conn: TConn) -> bool:
+        self.running.repeated_headers = repeated_headers(req.headers)
         if getattr(conn, "continue_sent", False):
             conn.continue_sent = False
             req._expected_100_continue = False  # this worker sent it while the body was awaited
@@ -317,6 +339,14 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
         for sock, deadline in list(self.lingering.items()):
             if deadline <= now:
                 self.stop_lingering(sock)
+
+
+def repeated_headers(headers: list[tuple[str, str]]) -> frozenset[str]:
+    """The (upper-case) names that ``headers``, a request's as gunicorn parsed them, hold twice or more."""
+    if len(headers) < 2:
+        return frozenset()
+    counts = Counter(name for name, _value in headers)
+    return frozenset(name for name, count in counts.items() if count > 1)
 
 
 _REQUEST_TIMEOUT_RESPONSE = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"

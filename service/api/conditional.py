@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from flask import request
 
+from service.api.headers import refuse_if_repeated
 from service.operations.user_sessions import VersionPrecondition
 
 
@@ -19,6 +20,7 @@ def if_match_precondition() -> VersionPrecondition | None:
     """
     if "HTTP_IF_MATCH" not in request.environ:  # the header, without an exception when absent
         return None
+    refuse_if_repeated("If-Match")
     etags = request.if_match
     if etags.star_tag:
         return VersionPrecondition(any_version=True)
@@ -34,4 +36,5 @@ def not_modified(etag: str) -> bool:
     """Whether ``If-None-Match`` already names this representation (weak comparison)."""
     if "HTTP_IF_NONE_MATCH" not in request.environ:
         return False
+    refuse_if_repeated("If-None-Match")
     return request.if_none_match.contains_weak(etag.strip('"'))

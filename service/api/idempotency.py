@@ -20,6 +20,7 @@ from typing import Any
 from flask import Response, current_app, request, url_for
 from sqlalchemy.exc import SQLAlchemyError
 
+from service.api.headers import refuse_if_repeated
 from service.api.parser import loads_strict
 from service.errors import InvalidHeader, MalformedJSON, WriteConflict
 from service.keys import derived_key, keyed_fingerprint
@@ -71,6 +72,7 @@ def idempotency_key() -> str | None:
     values = request.headers.getlist(HEADER)
     if not values:
         return None
+    refuse_if_repeated(HEADER)
     if len(values) > 1 or not _VISIBLE_ASCII.fullmatch(values[0]):
         raise InvalidHeader(
             errors={

@@ -108,7 +108,14 @@ def test_rate_limit_is_off_by_default() -> None:
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("REDIS_TIMEOUT_MS", "0"), ("REDIS_RETRY_INTERVAL", "-1"), ("TRUSTED_PROXY_COUNT", "x"), ("LOG_LEVEL", "LOUD")],
+    [
+        ("REDIS_TIMEOUT_MS", "0"),
+        ("REDIS_RETRY_INTERVAL", "-1"),
+        ("TRUSTED_PROXY_COUNT", "x"),
+        ("LOG_LEVEL", "LOUD"),
+        ("CACHE_MIN_READS", "0"),
+        ("CACHE_MIN_READS", "101"),
+    ],
 )
 def test_bad_operational_settings_are_refused_by_name(name: str, value: str) -> None:
     with pytest.raises(ConfigurationError, match=name):

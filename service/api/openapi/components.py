@@ -96,14 +96,15 @@ PARAMETERS: dict[str, dict[str, Any]] = {
         "name": "If-Match",
         "required": False,
         "description": "Act only if the session's `ETag` is one of these (strong comparison); `*` matches any "
-        "live session. Otherwise 412.",
+        "live session. Otherwise 412. Send it once (a list in one header): sent twice, it is a 400.",
         "schema": {"type": "string"},
     },
     "If-None-Match": {
         "in": "header",
         "name": "If-None-Match",
         "required": False,
-        "description": "Answer 304 without a body when the session's `ETag` is one of these (weak comparison).",
+        "description": "Answer 304 without a body when the session's `ETag` is one of these (weak comparison). "
+        "Send it once (a list in one header): sent twice, it is a 400.",
         "schema": {"type": "string"},
     },
     "Idempotency-Key": {
