@@ -136,10 +136,14 @@ def post_fork(server: Any, _worker: Any) -> None:
 
 
 def child_exit(_server: Any, worker: Any) -> None:
-    """Tell Prometheus a worker is gone (its live gauges stop counting)."""
+    """Tell Prometheus a worker is gone (its live gauges stop counting), and free its
+    slot among the connection shares (service/gunicorn_worker.py)."""
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+    from service.gunicorn_worker import connection_shares
+
+    connection_shares.clear(worker.age)
 
 
 def on_exit(_server: Any) -> None:

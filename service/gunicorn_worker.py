@@ -11,6 +11,14 @@ else (parsing, limits, keep-alive, the app) is gthread's own, but for one
 addition: the app learns which headers a request sent more than once
 (``service.api.headers``), which WSGI's one string per name hides.
 
+Connections are spread evenly over the workers (:class:`ConnectionShares`). A
+kept-alive connection stays with the worker that accepted it, and which
+worker accepts is a race; with every client keeping its connection, a worker
+that won more of them than its share serves their requests one behind
+another for as long as they stay open, while another worker idles. So a
+worker accepts only while it holds no more than its share (plus one) of all
+the workers' connections.
+
 gunicorn loads it by name (``worker_class`` in ``gunicorn.conf.py``); nothing
 in the service imports it.
 """
@@ -19,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import mmap
 import os
 import selectors
 import socket
@@ -131,6 +140,38 @@ def _chunked_body_state(data: bytes | bytearray, position: int) -> str:
             return WAIT
 
 
+class ConnectionShares:
+    """How many connections each worker holds, in memory shared by every worker.
+
+    Made in gunicorn's master when it loads the worker class, so every worker
+    forked from it shares it. A worker has the slot of its ``age`` (gunicorn's
+    spawn counter) modulo ``SLOTS`` and alone writes it; the master clears it
+    when the worker exits. A read is a sum of counts each written whole, with
+    no lock: a count a moment old only shifts a limit by one for a moment.
+    """
+
+    SLOTS = 128  # more than any machine's workers; a sum of them costs under a microsecond
+
+    def __init__(self) -> None:
+        self._memory = mmap.mmap(-1, self.SLOTS * 8)
+        self._counts = memoryview(self._memory).cast("q")
+
+    def clear(self, age: int) -> None:
+        self._counts[age % self.SLOTS] = 0
+
+    def accept_limit(self, age: int, connections: int, workers: int) -> int:
+        """Publish this worker's ``connections``; how many it may hold before it stops accepting:
+        its share of all the workers' connections, plus one. The worker holding the fewest is
+        always under it, so some worker always accepts."""
+        self._counts[age % self.SLOTS] = connections
+        return -(-sum(self._counts) // max(workers, 1)) + 1
+
+
+connection_shares = ConnectionShares()
+# How soon a worker that stopped accepting at its share looks again.
+SHARE_RECHECK_SECONDS = 0.01
+
+
 class _BufferedConn(TConn):  # type: ignore[misc]
     """A connection and the bytes of its next request received so far."""
 
@@ -164,6 +205,25 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
         self.lingering: dict[socket.socket, float] = {}
         # The request each thread is running: handle_request sets it, the app's environ reads it.
         self.running = threading.local()
+
+    @property
+    def worker_connections(self) -> int:
+        """gthread's cap on the connections it holds, read on every turn of its loop (it accepts
+        only below it): the configured cap, or this worker's share of all (ConnectionShares)."""
+        share = connection_shares.accept_limit(self.age, self.nr_conns, self.cfg.workers)
+        return min(self._configured_connections, share)
+
+    @worker_connections.setter
+    def worker_connections(self, value: int) -> None:
+        self._configured_connections = value
+
+    def wait_for_and_dispatch_events(self, timeout: float) -> None:
+        """gthread's wait for events; but a worker that stopped accepting at its share looks again
+        within SHARE_RECHECK_SECONDS, not a second: the others' counts change while it waits, and
+        a new connection must not sit in the listen queue until it wakes."""
+        if not self._accepting and self.alive:
+            timeout = min(timeout, SHARE_RECHECK_SECONDS)
+        super().wait_for_and_dispatch_events(timeout)
 
     def load_wsgi(self) -> None:
         """The app, called with the names of the headers its request repeated in the environ."""
