@@ -197,6 +197,12 @@ class UserSessionCache:
     def fence_key(user_session_uuid: uuid.UUID) -> str:
         return f"{KEY_PREFIX}:{{{key_tag(user_session_uuid)}}}:fence"
 
+    @staticmethod
+    def keys(user_session_uuid: uuid.UUID) -> tuple[str, str]:
+        """The session's entry key and fence key (one digest of its uuid)."""
+        entry = f"{KEY_PREFIX}:{{{key_tag(user_session_uuid)}}}"
+        return entry, f"{entry}:fence"
+
     def lookup(self, user_session_uuid: uuid.UUID, shape: str) -> Representation | None:
         """The cached representation of this ``shape``, or None (a session this
         process has not read often enough lately, one whose invalidation Redis
@@ -242,7 +248,7 @@ class UserSessionCache:
             return False
         try:
             stored = self._store(
-                keys=[self.entry_key(user_session_uuid), self.fence_key(user_session_uuid)],
+                keys=self.keys(user_session_uuid),
                 args=[representation.version, lifetime_ms, representation.encode(), representation.shape],
                 client=self.link.client,
             )
@@ -264,9 +270,14 @@ class UserSessionCache:
         """
         if not versions:
             return True
-        self.owed.add(versions)
-        if self.send_owed():
-            return True
+        if not self.owed:  # the usual case: nothing owed before it, one round trip
+            if self._send(versions):
+                return True
+            self.owed.add(versions)
+        else:
+            self.owed.add(versions)
+            if self.send_owed():
+                return True
         with self.owed.sending:
             fresh = [user_session_uuid for user_session_uuid in versions if user_session_uuid not in self._marked]
             self.unsettled.mark(fresh, self.ttl_seconds)
@@ -277,31 +288,37 @@ class UserSessionCache:
     def send_owed(self) -> bool:
         """Send every owed invalidation, oldest first; True when none is left.
         A failure is counted and opens the breaker; what was not sent stays owed."""
-        import redis
-
         with self.owed.sending:
             while True:
                 due = self.owed.due(INVALIDATE_BATCH)
                 if not due:
                     return True
-                keys: list[str] = []
-                args: list[int | str] = [self.fence_ms]
-                for user_session_uuid, version in due.items():
-                    keys += [self.entry_key(user_session_uuid), self.fence_key(user_session_uuid)]
-                    args.append(GONE if version is None else version)
-                try:
-                    self._invalidate(keys=keys, args=args, client=self.link.client)
-                except redis.RedisError as error:
-                    # Counted and logged by the link; owed until Redis takes it.
-                    self.link.failed("cache_invalidate", error)
-                    return False
-                self.link.succeeded()
+                if not self._send(due):
+                    return False  # owed until Redis takes it
                 self.owed.delivered(due)
                 # Count out what this process marked and owes no more (delivered, or past keeping).
                 settled = [marked for marked in self._marked if not self.owed.owes(marked)]
                 if settled:
                     self.unsettled.settle(settled)
                     self._marked.difference_update(settled)
+
+    def _send(self, versions: Mapping[uuid.UUID, int | None]) -> bool:
+        """One invalidation script call for these sessions; True when Redis took it (a failure
+        is counted, logged and opens the breaker)."""
+        import redis
+
+        keys: list[str] = []
+        args: list[int | str] = [self.fence_ms]
+        for user_session_uuid, version in versions.items():
+            keys += self.keys(user_session_uuid)
+            args.append(GONE if version is None else version)
+        try:
+            self._invalidate(keys=keys, args=args, client=self.link.client)
+        except redis.RedisError as error:
+            self.link.failed("cache_invalidate", error)
+            return False
+        self.link.succeeded()
+        return True
 
     def _settle(self) -> bool:
         """The link's before-use hook: nothing owed costs a truth test."""
