@@ -39,7 +39,7 @@ def test_few_first_reads_are_taken_for_second_ones() -> None:
     """Sessions share counters by their uuid's low bits: a collision asks Redis early, rarely."""
     reads = RecentReads(min_reads=2)
     early = sum(reads.read(uuid.uuid4()) for _ in range(20_000))
-    assert early < 20_000 * 0.05
+    assert early < 20_000 * 0.08  # at most 6 % (service.cache.admission), and some chance
 
 
 def test_counts_stop_at_their_ceiling() -> None:
