@@ -113,6 +113,20 @@ def test_a_patch_that_changes_nothing_keeps_the_entry(cached_client: FlaskClient
     assert store.get(fence_key(created)) is None
 
 
+def test_an_invalidation_reaches_a_redis_that_lost_its_scripts(cached_client: FlaskClient, store: redis.Redis) -> None:
+    """A Redis restarted without persistence, or told SCRIPT FLUSH, no longer knows the
+    invalidation script: the write loads it again and the invalidation lands."""
+    created = create_user_session(cached_client, name="before")
+    read_twice(cached_client, created)
+    assert store.get(entry_key(created)) is not None
+    store.script_flush()
+    patched = cached_client.patch(path(created), json={"name": "after"})
+    assert patched.status_code == 200
+    assert store.get(entry_key(created)) is None
+    assert int(store.get(fence_key(created)) or 0) == patched.get_json()["version"]
+    assert cached_client.get(path(created)).get_json()["name"] == "after"
+
+
 def test_the_purge_command_fences_off_what_it_erased(
     cached_app: Flask, cached_client: FlaskClient, store: redis.Redis
 ) -> None:
