@@ -220,7 +220,7 @@ class UserSessionCache:
             metrics.record_cache_request("error")
             return None
         try:
-            value = self.link.client.get(self.entry_key(user_session_uuid))
+            value = self.link.command("GET", self.entry_key(user_session_uuid))
         except redis.RedisError as error:
             self.link.failed("cache_lookup", error)
             metrics.record_cache_request("error")
@@ -306,9 +306,9 @@ class UserSessionCache:
         """One invalidation script call for these sessions; True when Redis took it (a failure
         is counted, logged and opens the breaker).
 
-        Every write pays this round trip before it is answered, so it goes straight to this
-        thread's connection (``EVALSHA``, then the reply) rather than through the client's
-        command machinery; a server that lost the script gets it loaded again.
+        Every write pays this round trip before it is answered: it goes straight to this
+        thread's connection (``RedisLink.command``); a server that lost the script gets it
+        loaded again.
         """
         import redis
 
@@ -318,16 +318,10 @@ class UserSessionCache:
             keys += self.keys(user_session_uuid)
             args.append(GONE if version is None else version)
         try:
-            client = self.link.client
-            connection = client.connection  # the link's clients each hold one connection
-            if connection is None:
-                self._invalidate(keys=keys, args=args, client=client)
-            else:
-                try:
-                    connection.send_command("EVALSHA", self._invalidate.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
-                    connection.read_response()  # type: ignore[no-untyped-call]
-                except redis.exceptions.NoScriptError:
-                    self._invalidate(keys=keys, args=args, client=client)  # loads it again, then runs it
+            try:
+                self.link.command("EVALSHA", self._invalidate.sha, len(keys), *keys, *args)
+            except redis.exceptions.NoScriptError:
+                self._invalidate(keys=keys, args=args, client=self.link.client)  # loads it, then runs it
         except redis.RedisError as error:
             self.link.failed("cache_invalidate", error)
             return False
