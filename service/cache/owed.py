@@ -26,8 +26,10 @@ stored by a request that read before the write (no fence stopped it) within
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import mmap
+import tempfile
 import threading
 import time
 import uuid
@@ -105,6 +107,25 @@ class OwedInvalidations:
                 self._dropped = 0
 
 
+class SharedLock:
+    """A lock between the processes forked after it was made, and between their
+    threads: a POSIX record lock on a file of its own (such locks belong to a
+    process, so a thread lock goes with it). ``multiprocessing``'s lock would do
+    the same, at 0.3 MiB more in every worker for the package."""
+
+    def __init__(self) -> None:
+        self._file = tempfile.TemporaryFile()  # noqa: SIM115 (held open for the lock's life)
+        self._threads = threading.Lock()
+
+    def __enter__(self) -> None:
+        self._threads.acquire()
+        fcntl.lockf(self._file, fcntl.LOCK_EX)
+
+    def __exit__(self, *_exc: object) -> None:
+        fcntl.lockf(self._file, fcntl.LOCK_UN)
+        self._threads.release()
+
+
 class UnsettledSessions:
     """Sessions not to read from Redis on this instance: marks in memory shared
     by every process forked after it was made (gunicorn's workers, from the
@@ -119,15 +140,13 @@ class UnsettledSessions:
     """
 
     def __init__(self, buckets: int = DEFAULT_BUCKETS) -> None:
-        import multiprocessing
-
         if buckets & (buckets - 1):
             raise ValueError("buckets must be a power of two")
         self._mask = buckets - 1
         # Anonymous and shared: inherited by forked workers. Two doubles a bucket: count, deadline.
         self._memory = mmap.mmap(-1, buckets * 16)
         self._marks = memoryview(self._memory).cast("d")
-        self._lock = multiprocessing.Lock()
+        self._lock = SharedLock()
 
     def mark(self, user_session_uuids: Iterable[uuid.UUID], seconds: float, *, count: bool = True) -> None:
         """Read these sessions from the database on this instance, until they are

@@ -22,3 +22,24 @@ def test_a_mark_made_in_one_forked_worker_is_seen_by_its_siblings() -> None:
     _, status = os.waitpid(child, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert marks.marked(user_session)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_workers_counting_at_once_lose_no_count() -> None:
+    """Counting in and out takes a lock the forked workers share: no count is lost."""
+    marks = UnsettledSessions(buckets=1)  # every session in one bucket: the most contention
+    sessions = [uuid.uuid4() for _ in range(2000)]
+    children = []
+    for _ in range(4):
+        child = os.fork()
+        if child == 0:
+            for user_session in sessions:
+                marks.mark([user_session], 30)
+            os._exit(0)
+        children.append(child)
+    for child in children:
+        _, status = os.waitpid(child, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    assert marks._marks[0] == 4 * len(sessions)
+    marks.settle(sessions * 4)
+    assert not marks.marked(sessions[0])
