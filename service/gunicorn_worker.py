@@ -323,9 +323,10 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
 
 def repeated_headers(headers: list[tuple[str, str]]) -> frozenset[str]:
     """The (upper-case) names that ``headers``, a request's as gunicorn parsed them, hold twice or more."""
-    if len(headers) < 2:
+    names = [name for name, _value in headers]
+    if len(set(names)) == len(names):
         return frozenset()
-    counts = Counter(name for name, _value in headers)
+    counts = Counter(names)
     return frozenset(name for name, count in counts.items() if count > 1)
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import mmap
+import os
 import tempfile
 import threading
 import time
@@ -109,20 +110,25 @@ class OwedInvalidations:
 
 class SharedLock:
     """A lock between the processes forked after it was made, and between their
-    threads: a POSIX record lock on a file of its own (such locks belong to a
-    process, so a thread lock goes with it). ``multiprocessing``'s lock would do
-    the same, at 0.3 MiB more in every worker for the package."""
+    threads: a POSIX record lock on a file of its own, in memory where Linux
+    offers it (such locks belong to a process, so a thread lock goes with it).
+    ``multiprocessing``'s lock would do the same, at 0.3 MiB more in every
+    worker for the package."""
 
     def __init__(self) -> None:
-        self._file = tempfile.TemporaryFile()  # noqa: SIM115 (held open for the lock's life)
+        if hasattr(os, "memfd_create"):
+            self._fd = os.memfd_create("user-sessions-lock")
+        else:
+            self._fd, path = tempfile.mkstemp()
+            os.unlink(path)
         self._threads = threading.Lock()
 
     def __enter__(self) -> None:
         self._threads.acquire()
-        fcntl.lockf(self._file, fcntl.LOCK_EX)
+        fcntl.lockf(self._fd, fcntl.LOCK_EX)
 
     def __exit__(self, *_exc: object) -> None:
-        fcntl.lockf(self._file, fcntl.LOCK_UN)
+        fcntl.lockf(self._fd, fcntl.LOCK_UN)
         self._threads.release()
 
 
