@@ -195,12 +195,12 @@ class UserSessionCache:
 
     @staticmethod
     def fence_key(user_session_uuid: uuid.UUID) -> str:
-        return f"{KEY_PREFIX}:{{{key_tag(user_session_uuid)}}}:fence"
+        return UserSessionCache.keys(user_session_uuid)[1]
 
     @staticmethod
     def keys(user_session_uuid: uuid.UUID) -> tuple[str, str]:
         """The session's entry key and fence key (one digest of its uuid)."""
-        entry = f"{KEY_PREFIX}:{{{key_tag(user_session_uuid)}}}"
+        entry = UserSessionCache.entry_key(user_session_uuid)
         return entry, f"{entry}:fence"
 
     def lookup(self, user_session_uuid: uuid.UUID, shape: str) -> Representation | None:

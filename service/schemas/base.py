@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, pre_load, validate
@@ -47,3 +48,31 @@ def page_limit_field() -> QueryInteger:
 def page_token_field(description: str) -> fields.String:
     """A listing's ``page_token``: the previous page's signed cursor."""
     return fields.String(validate=validate.Length(max=PAGE_TOKEN_MAX_LENGTH), metadata={"description": description})
+
+
+def listing_query(
+    data: Any,
+    take_repeatable: Callable[[str, list[str], dict[str, list[str]]], bool] | None = None,
+) -> dict[str, Any]:
+    """A listing's query string as one value a name: a repeated parameter or an unstorable
+    string is an error (all of them at once), and an empty ``page_token`` means the first page.
+    ``take_repeatable(name, values, errors)`` may claim a name first (returning True), for
+    parameters that may repeat."""
+    multidict = getattr(data, "data", data)
+    collected: dict[str, Any] = {}
+    errors: dict[str, list[str]] = {}
+    for name in multidict:
+        values = multidict.getlist(name) if hasattr(multidict, "getlist") else [multidict[name]]
+        if unstorable_string([name, *values]):
+            errors[name] = [UNSTORABLE_STRING]
+        elif take_repeatable is not None and take_repeatable(name, values, errors):
+            continue
+        elif len(values) > 1:
+            errors[name] = ["Give this parameter once."]
+        else:
+            collected[name] = values[0]
+    if errors:
+        raise ValidationError(errors)
+    if collected.get("page_token") == "":
+        del collected["page_token"]
+    return collected

@@ -9,9 +9,9 @@ from marshmallow import Schema, ValidationError, fields, pre_load, validate, val
 
 from service.models import DEFAULT_ITEM_TYPE, ITEM_ROLE_MAX_LENGTH, ITEM_TYPE_MAX_LENGTH
 from service.operations.conversation_items import APPEND_MAX_ITEMS, CONTENT_BOUNDS
-from service.schemas.base import UNSTORABLE_STRING, StrictSchema, page_limit_field, page_token_field
+from service.schemas.base import StrictSchema, listing_query, page_limit_field, page_token_field
 from service.schemas.dump import CompiledDump
-from service.schemas.fields import JSONValue, UTCDateTime, unstorable_string
+from service.schemas.fields import JSONValue, UTCDateTime
 
 ITEM_TYPE_PATTERN = rf"^[a-z0-9_.-]{{1,{ITEM_TYPE_MAX_LENGTH}}}$"
 ITEM_ORDERS = ("asc", "desc")
@@ -132,19 +132,4 @@ class ItemListArgsSchema(StrictSchema):
     @pre_load
     def _one_value_each(self, data: Any, **_kwargs: Any) -> dict[str, Any]:
         """One value a parameter: a repeated one, or an unstorable string, is an error."""
-        multidict = getattr(data, "data", data)
-        collected: dict[str, Any] = {}
-        errors: dict[str, list[str]] = {}
-        for name in multidict:
-            values = multidict.getlist(name) if hasattr(multidict, "getlist") else [multidict[name]]
-            if unstorable_string([name, *values]):
-                errors[name] = [UNSTORABLE_STRING]
-            elif len(values) > 1:
-                errors[name] = ["Give this parameter once."]
-            else:
-                collected[name] = values[0]
-        if errors:
-            raise ValidationError(errors)
-        if collected.get("page_token") == "":
-            del collected["page_token"]
-        return collected
+        return listing_query(data)

@@ -18,7 +18,7 @@ from service.database import utcnow
 from service.models import EMAIL_MAX_LENGTH, NAME_MAX_LENGTH
 from service.operations.documents import METADATA_BOUNDS
 from service.repositories.user_session_filters import DeletedFilter, Filter, Match, UserSessionFilters
-from service.schemas.base import UNSTORABLE_STRING, StrictSchema, page_limit_field, page_token_field
+from service.schemas.base import StrictSchema, listing_query, page_limit_field, page_token_field
 from service.schemas.dump import CompiledDump
 from service.schemas.fields import (
     IPAddress,
@@ -28,7 +28,6 @@ from service.schemas.fields import (
     StrictBoolean,
     UTCDateTime,
     WholeNumber,
-    unstorable_string,
 )
 
 TTL_MIN_SECONDS = 1
@@ -236,30 +235,21 @@ class UserSessionListArgsSchema(StrictSchema):
     def _collect_query_parameters(self, data: Any, **_kwargs: Any) -> dict[str, Any]:
         """Turn the query string into one value a name: every ``metadata.KEY`` into
         the pairs of one field, a repeated parameter or an unstorable string into an error."""
-        multidict = getattr(data, "data", data)
-        collected: dict[str, Any] = {}
         pairs: list[tuple[str, str]] = []
-        errors: dict[str, list[str]] = {}
-        for name in multidict:
-            values = multidict.getlist(name) if hasattr(multidict, "getlist") else [multidict[name]]
-            if unstorable_string([name, *values]):
-                errors[name] = [UNSTORABLE_STRING]
-            elif name.startswith(METADATA_PARAMETER_PREFIX):
-                key = name[len(METADATA_PARAMETER_PREFIX) :]
-                if key:
-                    pairs.extend((key, value) for value in values)
-                else:
-                    errors[name] = ["Name a top-level metadata key after 'metadata.', e.g. metadata.channel=web."]
-            elif len(values) > 1:
-                errors[name] = ["Give this parameter once."]
+
+        def take_metadata(name: str, values: list[str], errors: dict[str, list[str]]) -> bool:
+            if not name.startswith(METADATA_PARAMETER_PREFIX):
+                return False
+            key = name[len(METADATA_PARAMETER_PREFIX) :]
+            if key:
+                pairs.extend((key, value) for value in values)
             else:
-                collected[name] = values[0]
-        if errors:
-            raise ValidationError(errors)
+                errors[name] = ["Name a top-level metadata key after 'metadata.', e.g. metadata.channel=web."]
+            return True
+
+        collected = listing_query(data, take_metadata)
         if pairs:
             collected[METADATA_PARAMETERS] = pairs
-        if collected.get("page_token") == "":
-            del collected["page_token"]
         return collected
 
     @post_load

@@ -14,9 +14,12 @@ import requests
 from tests.support.live import LiveServer
 
 
-def raw_post(server: LiveServer, headers: list[tuple[str, str]], body: bytes) -> tuple[int, dict[str, object]]:
+def raw_request(
+    server: LiveServer, request_line: str, headers: list[tuple[str, str]], body: bytes = b""
+) -> tuple[int, dict[str, object]]:
+    """Send one request as written (headers repeated as given); its status and JSON body."""
     port = int(server.base_url.rsplit(":", 1)[1])
-    lines = [b"POST /user-sessions HTTP/1.1", b"Host: test", b"Connection: close", b"Content-Type: application/json"]
+    lines = [request_line.encode(), b"Host: test", b"Connection: close", b"Content-Type: application/json"]
     lines += [f"{name}: {value}".encode() for name, value in headers]
     lines.append(b"Content-Length: %d" % len(body))
     with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
@@ -27,6 +30,10 @@ def raw_post(server: LiveServer, headers: list[tuple[str, str]], body: bytes) ->
     head, _, payload = answer.partition(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1])
     return status, json.loads(payload) if payload.strip() else {}
+
+
+def raw_post(server: LiveServer, headers: list[tuple[str, str]], body: bytes) -> tuple[int, dict[str, object]]:
+    return raw_request(server, "POST /user-sessions HTTP/1.1", headers, body)
 
 
 def test_two_idempotency_keys_are_a_400_and_nothing_is_created(live_server: LiveServer) -> None:
@@ -44,19 +51,6 @@ def test_one_idempotency_key_still_replays(live_server: LiveServer) -> None:
     assert first[1]["uuid"] == again[1]["uuid"]
 
 
-def raw_request(server: LiveServer, request_line: str, headers: list[tuple[str, str]], body: bytes = b"") -> int:
-    port = int(server.base_url.rsplit(":", 1)[1])
-    lines = [request_line.encode(), b"Host: test", b"Connection: close", b"Content-Type: application/json"]
-    lines += [f"{name}: {value}".encode() for name, value in headers]
-    lines.append(b"Content-Length: %d" % len(body))
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
-        connection.sendall(b"\r\n".join(lines) + b"\r\n\r\n" + body)
-        answer = b""
-        while chunk := connection.recv(65536):
-            answer += chunk
-    return int(answer.split(b" ", 2)[1])
-
-
 def created(server: LiveServer) -> tuple[str, str]:
     response = requests.post(f"{server.base_url}/user-sessions", json={"name": "Ada"}, timeout=10)
     assert response.status_code == 201
@@ -67,10 +61,11 @@ def created(server: LiveServer) -> tuple[str, str]:
 def test_two_if_match_headers_are_a_400_and_nothing_changes(live_server: LiveServer, header: str) -> None:
     session, etag = created(live_server)
     # Each alone would match: joined, they would read as one header listing both.
-    status = raw_request(
+    status, problem = raw_request(
         live_server, f"PATCH /user-sessions/{session} HTTP/1.1", [(header, etag), ("If-Match", etag)], b'{"name": "Bo"}'
     )
     assert status == 400
+    assert problem["code"] == "INVALID_HEADER"
     current = requests.get(f"{live_server.base_url}/user-sessions/{session}", timeout=10)
     assert current.json()["name"] == "Ada"
     assert current.headers["ETag"] == etag
@@ -78,7 +73,7 @@ def test_two_if_match_headers_are_a_400_and_nothing_changes(live_server: LiveSer
 
 def test_one_if_match_header_listing_two_tags_still_matches(live_server: LiveServer) -> None:
     session, etag = created(live_server)
-    status = raw_request(
+    status, _ = raw_request(
         live_server, f"PATCH /user-sessions/{session} HTTP/1.1", [("If-Match", f'"999", {etag}')], b'{"name": "Bo"}'
     )
     assert status == 200
@@ -86,6 +81,7 @@ def test_one_if_match_header_listing_two_tags_still_matches(live_server: LiveSer
 
 def test_two_if_none_match_headers_are_a_400(live_server: LiveServer) -> None:
     session, etag = created(live_server)
-    status = raw_request(live_server, f"GET /user-sessions/{session} HTTP/1.1", [("If-None-Match", etag)] * 2)
+    status, problem = raw_request(live_server, f"GET /user-sessions/{session} HTTP/1.1", [("If-None-Match", etag)] * 2)
     assert status == 400
-    assert raw_request(live_server, f"GET /user-sessions/{session} HTTP/1.1", [("If-None-Match", etag)]) == 304
+    assert problem["code"] == "INVALID_HEADER"
+    assert raw_request(live_server, f"GET /user-sessions/{session} HTTP/1.1", [("If-None-Match", etag)])[0] == 304
