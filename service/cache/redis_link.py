@@ -15,8 +15,7 @@ before any other use of the link: a user registers it with
 :meth:`RedisLink.before_use`, and :meth:`RedisLink.available` (which every
 user asks first) and :meth:`RedisLink.ping` run it once Redis answers.
 
-The ``redis`` package is imported by the first link made: a service without
-``REDIS_URL`` never loads it (about 5 MiB in every worker).
+Commands go through ``service.cache.redis_connection`` (hiredis and a socket).
 """
 
 from __future__ import annotations
@@ -25,15 +24,13 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
 
 from flask import Flask, current_app
 
+from service.cache.redis_connection import Argument, RedisAddress, RedisConnection, RedisError, Script
 from service.observability import metrics
-
-if TYPE_CHECKING:
-    import redis
 
 log = logging.getLogger(__name__)
 
@@ -43,57 +40,41 @@ CacheState = Literal["ok", "unavailable", "disabled"]
 
 
 class RedisLink:
-    """A Redis client with short timeouts, no retries, and a breaker.
+    """Redis with short timeouts, no retries, and a breaker.
 
-    Each thread calls Redis on a connection of its own (``client``), made on
-    its first call, never before a fork: a cache hit is one short command,
-    and a pool's checkout and health check per command cost a quarter of it.
-    (Threads never queue behind each other's calls, so ``REDIS_TIMEOUT_MS``
-    bounds every wait.) ``pooled`` shares the pool for what keeps connections
-    of its own (the rate limiter) and never connects by being made.
+    Each thread calls Redis on a connection of its own, made on its first
+    call, never before a fork: threads never queue behind each other's calls,
+    so ``REDIS_TIMEOUT_MS`` bounds every wait. Calls raise
+    ``service.cache.redis_connection.RedisError``; callers report it with
+    :meth:`failed` and carry on without Redis.
     """
 
     def __init__(self, url: str, *, timeout_seconds: float, retry_interval: float) -> None:
-        import redis
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
-
-        self.pool = redis.ConnectionPool.from_url(
-            url,
-            socket_timeout=timeout_seconds,
-            socket_connect_timeout=timeout_seconds,
-            # A request never waits for Redis to come back: the breaker decides when to try again.
-            retry=Retry(NoBackoff(), 0),
-        )
-        self.pooled: redis.Redis = redis.Redis(connection_pool=self.pool)
+        self.address = RedisAddress.from_url(url)
+        self.timeout_seconds = timeout_seconds
         self._local = threading.local()
         self.retry_interval = retry_interval
         self._down_until = 0.0
         self._before_use: list[Callable[[], bool]] = []
 
     @property
-    def client(self) -> redis.Redis:
-        """This thread's client, on one connection of its own."""
-        import redis
-
+    def connection(self) -> RedisConnection:
+        """This thread's connection (made, not yet connected, on its first use here)."""
         local = self._local
         pid = os.getpid()
         if getattr(local, "pid", None) != pid:  # a new thread, or a process forked since
-            local.client = redis.Redis(connection_pool=self.pool, single_connection_client=True)
+            local.connection = RedisConnection(self.address, timeout_seconds=self.timeout_seconds)
             local.pid = pid
-        client: redis.Redis = local.client
-        return client
+        connection: RedisConnection = local.connection
+        return connection
 
-    def command(self, *args: str | int | bytes) -> Any:
-        """Send one command on this thread's connection and read its reply, as the client
-        would, without its command machinery (two fifths of the instructions of a short
-        command); raises what the client raises."""
-        client = self.client
-        connection = client.connection
-        if connection is None:  # never for the link's clients, which each hold one
-            return client.execute_command(*args)  # type: ignore[no-untyped-call]
-        connection.send_command(*args)  # type: ignore[no-untyped-call]
-        return connection.read_response()  # type: ignore[no-untyped-call]
+    def command(self, *args: Argument) -> Any:
+        """Send one command on this thread's connection and return its reply."""
+        return self.connection.call(*args)
+
+    def run(self, script: Script, keys: Sequence[str], args: Sequence[Argument]) -> Any:
+        """Run a Lua script on this thread's connection and return its reply."""
+        return script.run(self.connection, keys, args)
 
     def before_use(self, settle: Callable[[], bool]) -> None:
         """Run ``settle`` before any other use of the link: it sends what is owed
@@ -137,11 +118,9 @@ class RedisLink:
 
     def ping(self) -> bool:
         """Ask Redis directly, whatever the breaker says; update the breaker."""
-        import redis
-
         try:
-            self.client.ping()
-        except redis.RedisError as error:
+            self.command("PING")
+        except RedisError as error:
             self.failed("ping", error)
             return False
         self.succeeded()

@@ -36,8 +36,7 @@ its uuid), in a hash tag, so an entry and its fence share a Redis Cluster
 slot, as a script's keys must.
 
 Only a :class:`UserSessionCache` calls Redis, and one is made only when
-``REDIS_URL`` is set (its link has imported ``redis`` by then): so ``redis`` is
-imported where its errors are caught, not at the top of this module.
+``REDIS_URL`` is set.
 """
 
 from __future__ import annotations
@@ -54,6 +53,7 @@ from flask import Flask, current_app
 
 from service.cache.admission import RecentReads
 from service.cache.owed import OwedInvalidations, UnsettledSessions
+from service.cache.redis_connection import RedisError, Script
 from service.cache.redis_link import redis_link
 from service.models import entity_tag
 from service.observability import metrics
@@ -94,6 +94,7 @@ end
 redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[2])
 return 1
 """
+_STORE_SCRIPT = Script(_STORE)
 
 # KEYS: entry and fence of each session, in pairs. ARGV: fence lifetime (ms),
 # then each session's committed version, or 'gone'.
@@ -117,6 +118,7 @@ for i = 1, sessions do
 end
 return sessions
 """
+_INVALIDATE_SCRIPT = Script(_INVALIDATE)
 
 
 def key_tag(user_session_uuid: uuid.UUID) -> str:
@@ -184,9 +186,6 @@ class UserSessionCache:
         self.unsettled = unsettled or UnsettledSessions()
         # The sessions this process counted in ``unsettled`` and has not counted out.
         self._marked: set[uuid.UUID] = set()
-        # Registered on the pooled client (which connects only when called); run on ``link.client``.
-        self._store = link.pooled.register_script(_STORE)
-        self._invalidate = link.pooled.register_script(_INVALIDATE)
         link.before_use(self._settle)
 
     @staticmethod
@@ -208,8 +207,6 @@ class UserSessionCache:
         process has not read often enough lately, one whose invalidation Redis
         has not taken yet, a miss, an entry of another shape, Redis down, or
         its breaker open)."""
-        import redis
-
         if not self.recent_reads.read(user_session_uuid):
             metrics.record_cache_request("cold")
             return None
@@ -221,7 +218,7 @@ class UserSessionCache:
             return None
         try:
             value = self.link.command("GET", self.entry_key(user_session_uuid))
-        except redis.RedisError as error:
+        except RedisError as error:
             self.link.failed("cache_lookup", error)
             metrics.record_cache_request("error")
             return None
@@ -235,8 +232,6 @@ class UserSessionCache:
     def store(self, user_session_uuid: uuid.UUID, representation: Representation) -> bool:
         """Keep ``representation`` unless the fence or a newer entry forbids it, or the
         session is not read often enough here to be worth it; True when kept."""
-        import redis
-
         if not self.recent_reads.admitted(user_session_uuid):
             return False
         lifetime_ms = self.ttl_ms
@@ -247,12 +242,12 @@ class UserSessionCache:
         if not self.link.available():
             return False
         try:
-            stored = self._store(
-                keys=self.keys(user_session_uuid),
+            stored = self.link.run(
+                _STORE_SCRIPT,
+                keys=list(self.keys(user_session_uuid)),
                 args=[representation.version, lifetime_ms, representation.encode(), representation.shape],
-                client=self.link.client,
             )
-        except redis.RedisError as error:
+        except RedisError as error:
             self.link.failed("cache_store", error)
             return False
         self.link.succeeded()
@@ -306,23 +301,17 @@ class UserSessionCache:
         """One invalidation script call for these sessions; True when Redis took it (a failure
         is counted, logged and opens the breaker).
 
-        Every write pays this round trip before it is answered: it goes straight to this
-        thread's connection (``RedisLink.command``); a server that lost the script gets it
-        loaded again.
+        Every write pays this round trip before it is answered; a server that lost the
+        script gets it whole again.
         """
-        import redis
-
         keys: list[str] = []
         args: list[int | str] = [self.fence_ms]
         for user_session_uuid, version in versions.items():
             keys += self.keys(user_session_uuid)
             args.append(GONE if version is None else version)
         try:
-            try:
-                self.link.command("EVALSHA", self._invalidate.sha, len(keys), *keys, *args)
-            except redis.exceptions.NoScriptError:
-                self._invalidate(keys=keys, args=args, client=self.link.client)  # loads it, then runs it
-        except redis.RedisError as error:
+            self.link.run(_INVALIDATE_SCRIPT, keys, args)
+        except RedisError as error:
             self.link.failed("cache_invalidate", error)
             return False
         self.link.succeeded()

@@ -46,10 +46,22 @@ def test_serving_does_not_import_alembic(tmp_path: Path) -> None:
     assert serving(["alembic", "flask_migrate"], tmp_path) == {"alembic": False, "flask_migrate": False}
 
 
-def test_serving_without_redis_url_does_not_import_redis(tmp_path: Path) -> None:
-    """The ``redis`` package (~4 MiB a worker) is loaded by the first Redis link, made only for ``REDIS_URL``."""
-    assert serving(["redis"], tmp_path) == {"redis": False}
-    assert serving(["redis"], tmp_path, REDIS_URL="redis://127.0.0.1:1/0") == {"redis": True}
+def test_serving_never_imports_redis_py(tmp_path: Path) -> None:
+    """The service speaks to Redis through hiredis (``service.cache.redis_connection``):
+    redis-py (~2.8 MiB a worker) is for the tests only, even with a rate limit."""
+    settings = {"REDIS_URL": "redis://127.0.0.1:1/0", "RATE_LIMIT": "10/second"}
+    assert serving(["redis"], tmp_path, **settings) == {"redis": False}
+
+
+def test_hiredis_is_loaded_by_the_first_redis_call_only(tmp_path: Path) -> None:
+    """Made without ``REDIS_URL``, or before its first call, the link loads nothing (a worker
+    forked from the master that made it loads hiredis itself, on first use)."""
+    assert serving(["hiredis"], tmp_path) == {"hiredis": False}
+    assert serving(["hiredis"], tmp_path, REDIS_URL="redis://127.0.0.1:1/0") == {"hiredis": False}
+    first_call = (
+        "import wsgi\nfrom service.cache.redis_link import redis_link\nwith wsgi.app.app_context(): redis_link().ping()"
+    )
+    assert loaded(["hiredis"], first_call, tmp_path, REDIS_URL="redis://127.0.0.1:1/0") == {"hiredis": True}
 
 
 def test_serving_without_rate_limit_does_not_import_limits(tmp_path: Path) -> None:
