@@ -14,6 +14,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from service.observability import metrics
+from service.security.api_keys import fingerprint
 from service.security.ratelimit import REDIS_KEY_PREFIX
 from tests.support.problems import assert_problem
 from tests.support.redisdb import PrivateRedis, shared_redis_url, unreachable_redis_url
@@ -128,6 +129,30 @@ def test_with_redis_every_instance_shares_one_count(make_limited_app: MakeApp) -
     stored = redis.Redis.from_url(redis_url).keys(f"{REDIS_KEY_PREFIX}*")
     assert any(b"key:" in name for name in stored)
     assert not any(key.encode() in name for name in stored), "the key itself must not name a Redis entry"
+
+
+@pytest.mark.parametrize(
+    ("limit", "shortest", "longest"), [("2/minute;100/hour", 1, 60), ("100/minute;2/hour", 61, 3600)]
+)
+def test_with_redis_and_several_limits_the_one_exceeded_sets_retry_after(
+    make_limited_app: MakeApp, limit: str, shortest: int, longest: int
+) -> None:
+    redis_url = shared_redis_url()
+    key = new_key()
+    client = make_limited_app(limit, API_KEYS=key, REDIS_URL=redis_url).test_client()
+    assert [read(client, key), read(client, key)] == [404, 404]
+    response = client.get(f"/user-sessions/{uuid.uuid4()}", headers={"X-API-Key": key})
+    assert_problem(response, 429, "RATE_LIMITED")
+    assert shortest <= int(response.headers["Retry-After"]) <= longest
+
+    # Each limit is a counter that ends with its window; counting stops at the first one exceeded.
+    store = redis.Redis.from_url(redis_url)
+    names = store.keys(f"{REDIS_KEY_PREFIX}:{{key:{fingerprint(key)}}}*")
+    counters = {name.decode(): store.get(name) for name in names}
+    expected = [b"2", b"3"] if limit.startswith("2/") else [b"3", b"3"]
+    assert sorted(counters.values()) == expected, counters
+    for name in counters:
+        assert 0 < store.pttl(name) <= (60_000 if "minute" in name else 3_600_000)
 
 
 def test_with_redis_down_requests_still_pass_and_each_process_counts_alone(make_limited_app: MakeApp) -> None:
