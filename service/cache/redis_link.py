@@ -30,6 +30,7 @@ from typing import Any, Literal
 from flask import Flask, current_app
 
 from service.cache.redis_connection import Argument, RedisAddress, RedisConnection, RedisError, Script
+from service.config import ConfigurationError
 from service.observability import metrics
 
 log = logging.getLogger(__name__)
@@ -43,8 +44,9 @@ class RedisLink:
     """Redis with short timeouts, no retries, and a breaker.
 
     Each thread calls Redis on a connection of its own, made on its first
-    call, never before a fork: threads never queue behind each other's calls,
-    so ``REDIS_TIMEOUT_MS`` bounds every wait. Calls raise
+    call, never before a fork: threads do not queue behind each other's calls
+    (only behind one that is sending what the process owes Redis), and
+    ``REDIS_TIMEOUT_MS`` bounds every step of a call. Calls raise
     ``service.cache.redis_connection.RedisError``; callers report it with
     :meth:`failed` and carry on without Redis.
     """
@@ -102,11 +104,12 @@ class RedisLink:
         self._down_until = time.monotonic() + self.retry_interval
         metrics.REDIS_ERRORS.labels(operation=operation).inc()
         if was_available:
-            # The URL may hold a password: name the error only.
+            # The URL may hold a password: the error's own words never quote it.
             log.warning(
-                "redis unavailable during %s (%s); going without it for %ss",
+                "redis unavailable during %s (%s: %s); going without it for %ss",
                 operation,
                 type(error).__name__,
+                error,
                 self.retry_interval,
             )
 
@@ -131,11 +134,15 @@ def init_app(app: Flask) -> None:
     """Make the app's Redis link when ``REDIS_URL`` is set (no connection yet)."""
     url = app.config["REDIS_URL"]
     if url:
-        app.extensions[EXTENSION] = RedisLink(
-            url,
-            timeout_seconds=app.config["REDIS_TIMEOUT_MS"] / 1000,
-            retry_interval=app.config["REDIS_RETRY_INTERVAL"],
-        )
+        try:
+            link = RedisLink(
+                url,
+                timeout_seconds=app.config["REDIS_TIMEOUT_MS"] / 1000,
+                retry_interval=app.config["REDIS_RETRY_INTERVAL"],
+            )
+        except ValueError as error:  # its message never quotes the URL, which may hold a password
+            raise ConfigurationError(str(error)) from None
+        app.extensions[EXTENSION] = link
 
 
 def redis_link(app: Flask | None = None) -> RedisLink | None:

@@ -35,8 +35,8 @@ erased session's fence outlives it by ``FENCE_SECONDS``, and must not keep
 its uuid), in a hash tag, so an entry and its fence share a Redis Cluster
 slot, as a script's keys must.
 
-Only a :class:`UserSessionCache` calls Redis, and one is made only when
-``REDIS_URL`` is set.
+Of the cache, only a :class:`UserSessionCache` calls Redis, and one is made
+only when ``REDIS_URL`` is set.
 """
 
 from __future__ import annotations

@@ -155,6 +155,23 @@ def test_with_redis_and_several_limits_the_one_exceeded_sets_retry_after(
         assert 0 < store.pttl(name) <= (60_000 if "minute" in name else 3_600_000)
 
 
+def test_a_redis_that_lost_the_script_or_a_counters_lifetime_still_limits(
+    make_limited_app: MakeApp, private_redis: PrivateRedis
+) -> None:
+    key = new_key()
+    client = make_limited_app("2/minute", API_KEYS=key, REDIS_URL=private_redis.url).test_client()
+    store = redis.Redis.from_url(private_redis.url)
+    assert read(client, key) == 404
+    store.script_flush()  # as a restart without persistence leaves it
+    assert read(client, key) == 404
+    (counter,) = store.keys(f"{REDIS_KEY_PREFIX}*")
+    assert store.get(counter) == b"2"
+
+    store.persist(counter)  # a counter without a lifetime would limit the key for ever
+    assert_rate_limited(client, key, 60)
+    assert 0 < store.pttl(counter) <= 60_000
+
+
 def test_with_redis_down_requests_still_pass_and_each_process_counts_alone(make_limited_app: MakeApp) -> None:
     client = make_limited_app("3/minute", REDIS_URL=unreachable_redis_url()).test_client()
     errors_before = metrics.REDIS_ERRORS.labels(operation="rate_limit")._value.get()

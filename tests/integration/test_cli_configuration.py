@@ -93,6 +93,13 @@ def test_the_purge_runs_in_production_without_api_keys(tmp_path: Path) -> None:
             "Error: RATE_LIMIT must look like 100/second or 1000/minute;20/second, got 'fast'",
             id="wait-with-a-bad-rate-limit",
         ),
+        pytest.param(
+            ["user-sessions", "wait-for-database"],
+            {"REDIS_URL": "redis://:hunter2#x@cache:6379/0"},
+            "Error: REDIS_URL cannot be read: it is not a URL (percent-encode # ? / @ in a password). "
+            "Its forms: redis://[[user]:password@]host[:port][/db], rediss://… (TLS) or unix:///path/to/socket[?db=N]",
+            id="wait-with-a-redis-url-it-cannot-read",
+        ),
     ],
 )
 def test_a_command_refused_by_the_configuration_prints_one_line(

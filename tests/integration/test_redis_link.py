@@ -4,16 +4,20 @@ asked for; a stalled Redis holds up only its own caller."""
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
 
 from service.cache.redis_connection import RedisConnection, RedisConnectionError, RedisReplyError
 from service.cache.redis_link import RedisLink
+from tests.support.live import free_port
 from tests.support.redisdb import PrivateRedis, shared_redis_url
+from tests.support.requirements import require_program
 
 
 def test_each_thread_calls_on_a_connection_of_its_own() -> None:
@@ -121,3 +125,83 @@ def test_after_a_timeout_the_late_reply_is_never_taken_for_the_next_one() -> Non
         assert link.command("ECHO", "second") == b"second"
     finally:
         server.stop()
+
+
+def test_it_reaches_redis_over_a_unix_socket_with_a_password_and_a_database(tmp_path: Path) -> None:
+    server = PrivateRedis()
+    socket_path = tmp_path / "redis.sock"
+    server.options += ["--unixsocket", str(socket_path)]
+    server.start()
+    try:
+        redis.Redis.from_url(server.url).config_set("requirepass", "pw")
+        link = RedisLink(f"unix://:pw@{socket_path}?db=2", timeout_seconds=1, retry_interval=1)
+        assert link.command("SET", "k", "v") == b"OK"
+        assert redis.Redis(unix_socket_path=str(socket_path), password="pw", db=2).get("k") == b"v"
+    finally:
+        server.stop()
+
+
+def test_a_server_that_became_a_replica_is_left_for_a_new_connection() -> None:
+    """After a failover the old primary answers writes with READONLY: the connection is
+    dropped, so the next call connects again (to whatever the address serves by then)."""
+    server = PrivateRedis()
+    server.start()
+    try:
+        link = RedisLink(server.url, timeout_seconds=1, retry_interval=1)
+        first = link.command("CLIENT", "ID")
+        admin = redis.Redis.from_url(server.url)
+        admin.replicaof("127.0.0.1", free_port())  # a replica of nothing: it refuses writes
+        with pytest.raises(RedisReplyError) as refusal:
+            link.command("SET", "k", "v")
+        assert refusal.value.code == "READONLY"
+        admin.replicaof("NO", "ONE")
+        assert link.command("SET", "k", "v") == b"OK"
+        assert link.command("CLIENT", "ID") != first
+
+        with pytest.raises(RedisReplyError):
+            link.command("NOSUCHCOMMAND")
+        kept = link.command("CLIENT", "ID")
+        assert link.command("CLIENT", "ID") == kept, "any other error reply keeps the connection"
+    finally:
+        server.stop()
+
+
+def test_it_speaks_tls_and_checks_the_certificate_unless_told_not_to(tmp_path: Path) -> None:
+    """``rediss://``: the server's certificate must be signed by a trusted CA (``ssl_ca_certs``
+    names one) unless ``ssl_cert_reqs=none``."""
+    certificate, key = tmp_path / "redis.crt", tmp_path / "redis.key"
+    subprocess.run(
+        [require_program("openssl"), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(certificate)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    port = free_port()
+    server = subprocess.Popen(
+        [require_program("redis-server"), "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
+         "--tls-cert-file", str(certificate), "--tls-key-file", str(key), "--tls-ca-cert-file", str(certificate),
+         "--tls-auth-clients", "no", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        trusting = RedisLink(
+            f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={certificate}", timeout_seconds=1, retry_interval=1
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                assert trusting.command("PING") == b"PONG"
+                break
+            except RedisConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+        unknown_ca = RedisLink(f"rediss://127.0.0.1:{port}/0", timeout_seconds=1, retry_interval=1)
+        with pytest.raises(RedisConnectionError, match="SSLCertVerificationError"):
+            unknown_ca.command("PING")
+        unchecked = RedisLink(f"rediss://127.0.0.1:{port}/0?ssl_cert_reqs=none", timeout_seconds=1, retry_interval=1)
+        assert unchecked.command("PING") == b"PONG"
+    finally:
+        server.kill()
+        server.wait(timeout=10)

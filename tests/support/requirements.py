@@ -35,6 +35,7 @@ PROGRAMS: dict[str, tuple[str, str]] = {
     "redis-server": ("redis-server", "apt-get install redis-server"),
     "runuser": ("runuser", "apt-get install util-linux"),
     "buildah": ("buildah", "apt-get install buildah"),
+    "openssl": ("openssl", "apt-get install openssl"),
 }
 POSTGRES_SERVER_PROGRAMS = ("initdb", "pg_ctl", "postgres")
 POSTGRES_HINT = "apt-get install postgresql (or set POSTGRES_BIN to a folder holding initdb, pg_ctl and postgres)"

@@ -25,16 +25,42 @@ def test_making_a_link_connects_to_nothing() -> None:
         ("rediss://h:6390", RedisAddress(host="h", port=6390, tls=True)),
         ("redis://h?db=3", RedisAddress(host="h", db=3)),
         ("unix:///run/redis.sock?db=1", RedisAddress(path="/run/redis.sock", db=1)),
+        ("unix://:pw@/run/my%20redis.sock", RedisAddress(path="/run/my redis.sock", password="pw")),
+        ("redis://[::1]:6379/0", RedisAddress(host="::1")),
+        ("redis://", RedisAddress()),
+        ("redis://app:@h", RedisAddress(host="h", username="app")),  # no password: no AUTH
+        ("rediss://h?ssl_cert_reqs=none", RedisAddress(host="h", tls=True, verify_tls=False)),
+        ("rediss://h?ssl_ca_certs=/etc/ca.pem", RedisAddress(host="h", tls=True, ca_file="/etc/ca.pem")),
     ],
 )
 def test_the_url_says_where_and_how_to_log_in(url: str, address: RedisAddress) -> None:
     assert RedisAddress.from_url(url) == address
 
 
-@pytest.mark.parametrize("url", ["http://h:6379", "h:6379", "redis://h/zero"])
-def test_a_url_it_cannot_read_is_refused(url: str) -> None:
-    with pytest.raises(ValueError, match="REDIS_URL"):
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://h:6379", "must start with"),
+        ("h:6379", "must start with"),
+        ("redis://h/zero", "database is a number"),
+        ("redis://h/-1", "database is a number"),
+        ("redis://h:0", "port is 1 to 65535"),
+        ("redis://a..b", "not a valid host name"),
+        ("unix://tmp/redis.sock", "takes a path and no host"),
+        ("redis://h?socket_timeout=1", "an option other than"),
+        ("redis://h?ssl_cert_reqs=none", "are for rediss://"),
+        ("rediss://h?ssl_cert_reqs=optional", "required or none"),
+        # Unencoded, these cut the URL short: the error must not quote what is left of the password.
+        ("redis://:hunter2#x@h:6379", "not a URL"),
+        ("redis://:hun/ter2@h", "not a URL"),
+        ("redis://:hun?ter2@h", "not a URL"),
+    ],
+)
+def test_a_url_it_cannot_read_is_refused_without_quoting_it(url: str, reason: str) -> None:
+    with pytest.raises(ValueError, match="REDIS_URL cannot be read") as refusal:
         RedisAddress.from_url(url)
+    assert reason in str(refusal.value)
+    assert "hun" not in str(refusal.value)
 
 
 def test_an_error_reply_is_named_by_its_first_word() -> None:
