@@ -205,3 +205,18 @@ def test_it_speaks_tls_and_checks_the_certificate_unless_told_not_to(tmp_path: P
     finally:
         server.kill()
         server.wait(timeout=10)
+
+
+def test_a_connection_the_server_closed_while_idle_is_made_again_before_use() -> None:
+    """Redis's ``timeout`` (or a restart) closes idle connections: the next call connects
+    again instead of failing, which would open the breaker and owe an invalidation."""
+    server = PrivateRedis()
+    server.start()
+    try:
+        redis.Redis.from_url(server.url).config_set("timeout", 1)
+        link = RedisLink(server.url, timeout_seconds=1, retry_interval=1)
+        first = link.command("CLIENT", "ID")
+        time.sleep(2.5)  # Redis looks for idle clients about ten times a second, a share of them each time
+        assert link.command("CLIENT", "ID") != first
+    finally:
+        server.stop()
