@@ -4,7 +4,7 @@ The service asks little of Redis (``GET``, ``PING``, and three Lua scripts),
 so it speaks to it through hiredis, Redis's own protocol library: hiredis packs
 each command and parses each reply; this module only keeps the socket. The
 full client (``redis-py``) costs about 2.8 MiB in every worker for commands,
-pools, clusters and an asyncio twin the service never runs, and 1.7 times the
+pools, clusters and an asyncio twin the service never runs, and twice the
 instructions per command (callgrind: 26 k against 13 k for a ``GET``).
 
 hiredis is imported by the first connection made: a service without
@@ -44,7 +44,7 @@ class RedisError(Exception):
 
 
 class RedisConnectionError(RedisError):
-    """No answer: the connection could not be made, broke, or timed out."""
+    """No answer: the connection could not be made, broke, timed out, or spoke something other than Redis."""
 
 
 class RedisReplyError(RedisError):
@@ -87,7 +87,7 @@ class RedisAddress:
         if not options.keys() <= _OPTIONS:
             raise _unreadable(f"it has an option other than {', '.join(sorted(_OPTIONS))}")
         db_text = options.get("db") or (parts.path.lstrip("/") if parts.scheme != "unix" else "") or "0"
-        if not db_text.isdigit():
+        if not (db_text.isascii() and db_text.isdigit()):
             raise _unreadable("its database is a number, 0 or more")
         if (parts.scheme != "rediss") and options.keys() & {"ssl_cert_reqs", "ssl_ca_certs"}:
             raise _unreadable("ssl_cert_reqs and ssl_ca_certs are for rediss://")

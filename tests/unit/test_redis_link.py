@@ -44,6 +44,7 @@ def test_the_url_says_where_and_how_to_log_in(url: str, address: RedisAddress) -
         ("h:6379", "must start with"),
         ("redis://h/zero", "database is a number"),
         ("redis://h/-1", "database is a number"),
+        ("redis://h/²", "database is a number"),
         ("redis://h:0", "port is 1 to 65535"),
         ("redis://a..b", "not a valid host name"),
         ("unix://tmp/redis.sock", "takes a path and no host"),
