@@ -244,7 +244,7 @@ class UserSessionCache:
         try:
             stored = self.link.run(
                 _STORE_SCRIPT,
-                keys=list(self.keys(user_session_uuid)),
+                keys=self.keys(user_session_uuid),
                 args=[representation.version, lifetime_ms, representation.encode(), representation.shape],
             )
         except RedisError as error:

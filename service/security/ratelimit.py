@@ -31,7 +31,6 @@ from service.errors import RateLimited
 
 if TYPE_CHECKING:
     from limits import RateLimitItem
-    from limits.strategies import FixedWindowRateLimiter
 
     from service.cache.redis_link import RedisLink
 
@@ -87,16 +86,17 @@ class RequestRateLimiter:
                 if left_ms >= 0:
                     raise RateLimited(left_ms / 1000)
                 return
-        self._hit_here(self.local, bucket)
+        self._hit_here(bucket)
 
     def redis_keys(self, bucket: str) -> list[str]:
         """The bucket's counter of each limit (in one hash tag: one Redis Cluster slot)."""
         return [f"{REDIS_KEY_PREFIX}:{{{bucket}}}:{limit.key_for()}" for limit in self.limits]
 
-    def _hit_here(self, limiter: FixedWindowRateLimiter, bucket: str) -> None:
+    def _hit_here(self, bucket: str) -> None:
+        """Count in this process, as without Redis (or while it is away)."""
         for limit in self.limits:
-            if not limiter.hit(limit, bucket):
-                reset_time = limiter.get_window_stats(limit, bucket).reset_time
+            if not self.local.hit(limit, bucket):
+                reset_time = self.local.get_window_stats(limit, bucket).reset_time
                 raise RateLimited(reset_time - time.time())
 
 
