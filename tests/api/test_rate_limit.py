@@ -172,6 +172,7 @@ def test_a_redis_that_lost_the_script_or_a_counters_lifetime_still_limits(
     assert 0 < store.pttl(counter) <= 60_000
 
 
+@pytest.mark.timing
 def test_with_redis_down_requests_still_pass_and_each_process_counts_alone(make_limited_app: MakeApp) -> None:
     client = make_limited_app("3/minute", REDIS_URL=unreachable_redis_url()).test_client()
     errors_before = metrics.REDIS_ERRORS.labels(operation="rate_limit")._value.get()

@@ -21,6 +21,8 @@ from service.extensions import db
 from service.models import UserSession
 from tests.conftest import make_app
 
+pytestmark = pytest.mark.timing
+
 TIMEOUT_MS = 300
 
 

@@ -31,7 +31,7 @@ from tests.support.live import migrate
 from tests.support.pgcluster import PrivatePostgres
 from tests.support.problems import assert_problem
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timing]
 
 STATEMENT_TIMEOUT = 1.0
 # The contract: no answer within the statement timeout plus a second is a 503.

@@ -24,7 +24,7 @@ import requests
 from tests.support.live import LiveServer, migrate, start_gunicorn
 from tests.support.pgcluster import PrivatePostgres
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timing]
 
 STATEMENT_TIMEOUT = 1.0
 ANSWER_WITHIN = STATEMENT_TIMEOUT + 1  # the contract's bound on a request to a silent database

@@ -146,6 +146,7 @@ def test_pipelined_requests_are_each_answered(server: LiveServer) -> None:
     assert answer.count(b"HTTP/1.1 200 OK") == 3, answer
 
 
+@pytest.mark.timing
 def test_a_request_that_does_not_arrive_in_time_is_a_408(server: LiveServer) -> None:
     """GUNICORN_REQUEST_TIMEOUT is 2 s here, from the request's first byte."""
     started = time.monotonic()
@@ -154,6 +155,7 @@ def test_a_request_that_does_not_arrive_in_time_is_a_408(server: LiveServer) -> 
     assert 1.5 < time.monotonic() - started < 4.5
 
 
+@pytest.mark.timing
 def test_a_connection_that_sends_nothing_is_closed_after_the_keepalive(server: LiveServer) -> None:
     """GUNICORN_KEEPALIVE is 2 s here."""
     started = time.monotonic()

@@ -57,6 +57,7 @@ def stalled_redis_url() -> Iterator[str]:
     server.close()
 
 
+@pytest.mark.timing
 def test_threads_time_out_side_by_side_not_one_after_another(stalled_redis_url: str) -> None:
     link = RedisLink(stalled_redis_url, timeout_seconds=0.3, retry_interval=1)
     waited: list[float] = []

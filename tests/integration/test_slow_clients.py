@@ -22,7 +22,7 @@ import requests
 
 from tests.support.live import LiveServer, start_gunicorn
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timing]
 
 API_KEY = "slow-clients-test-key-0123456789"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}

@@ -30,7 +30,7 @@ import requests
 from tests.support.live import LiveServer, start_gunicorn
 from tests.support.redisdb import PrivateRedis
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timing]
 
 TIMEOUT = 10
 SESSIONS = 4

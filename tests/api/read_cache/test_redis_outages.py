@@ -27,6 +27,8 @@ from tests.support.cache import (
 from tests.support.problems import assert_problem
 from tests.support.redisdb import PrivateRedis, unreachable_redis_url
 
+pytestmark = pytest.mark.timing
+
 
 def assert_every_operation_answers_from_the_database(client: FlaskClient) -> None:
     created = create_user_session(client, name="before")
