@@ -21,7 +21,8 @@ from datetime import datetime
 from typing import Any
 
 from flask import current_app
-from itsdangerous import BadData, URLSafeSerializer
+from itsdangerous import BadData, Serializer, URLSafeSerializer
+from itsdangerous.encoding import base64_encode
 
 from service.errors import QueryValidationError
 from service.repositories.query import Keyset
@@ -45,9 +46,22 @@ def scope_digest(scope: Mapping[str, Any]) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()[:16]).decode().rstrip("=")
 
 
+class _UncompressedSerializer(URLSafeSerializer):
+    """itsdangerous's URL-safe tokens, written without trying zlib first.
+
+    A payload of a digest and a keyset never shrinks by enough to matter, and
+    the try alone (a fresh compression window each time) cost more than the
+    rest of the token. Tokens stay in the same format: a compressed one,
+    issued before, still reads.
+    """
+
+    def dump_payload(self, obj: Any) -> bytes:
+        return base64_encode(Serializer.dump_payload(self, obj))
+
+
 @functools.lru_cache(maxsize=4)
 def _serializer_for(secret_key: str) -> URLSafeSerializer:
-    return URLSafeSerializer(secret_key, salt=_SALT)
+    return _UncompressedSerializer(secret_key, salt=_SALT)
 
 
 def _serializer(secret_key: str | None = None) -> URLSafeSerializer:

@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+from itsdangerous import URLSafeSerializer
 
 from service.api.listing import listing_scope
 from service.api.page_tokens import InvalidPageToken, make_page_token, read_page_token, scope_digest
@@ -48,6 +49,20 @@ def test_a_token_is_refused_for_another_scope(other: dict[str, object]) -> None:
         read_page_token(token, other, secret_key=KEY)
     assert raised.value.status == 400
     assert list(raised.value.errors or {}) == ["page_token"]
+
+
+def test_a_token_is_never_compressed_and_one_compressed_before_still_reads() -> None:
+    """A keyset that zlib would shrink (a long run of zeros) is written plain,
+    in itsdangerous's own format; a compressed token, as earlier releases could
+    issue, is still read."""
+    keyset = Keyset((10**300,))
+    token = make_page_token(keyset, SCOPE, secret_key=KEY)
+    assert not token.startswith(".")
+    stock = URLSafeSerializer(KEY, salt="user-sessions.page-token")
+    assert stock.loads(token) == {"v": 1, "s": scope_digest(SCOPE), "k": [["i", str(10**300)]]}
+    compressed = stock.dumps({"v": 1, "s": scope_digest(SCOPE), "k": [["i", str(10**300)]]})
+    assert compressed.startswith(".") and len(compressed) < len(token)
+    assert read_page_token(compressed, SCOPE, secret_key=KEY) == keyset
 
 
 def test_a_token_is_refused_under_another_key() -> None:
