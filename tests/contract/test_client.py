@@ -375,6 +375,7 @@ def test_a_409_idempotency_key_in_use_is_raised_with_the_key_once_in_flight_wait
     assert sum(sleep.delays) <= 2.5
 
 
+@pytest.mark.timing  # a 409 answered within the client's 0.5 s read timeout
 def test_a_retry_that_finds_the_first_attempt_still_running_waits_for_its_answer(
     sessions: UserSessionsClient, postgres_server: LiveServer
 ) -> None:
