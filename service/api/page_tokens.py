@@ -50,9 +50,9 @@ class _UncompressedSerializer(URLSafeSerializer):
     """itsdangerous's URL-safe tokens, written without trying zlib first.
 
     A payload of a digest and a keyset never shrinks by enough to matter, and
-    the try alone (a fresh compression window each time) cost more than the
-    rest of the token. Tokens stay in the same format: a compressed one,
-    issued before, still reads.
+    the try alone (a fresh compression window each time) cost nearly as much
+    as the rest of the token. Tokens stay in the same format: a compressed
+    one, issued before, still reads.
     """
 
     def dump_payload(self, obj: Any) -> bytes:
