@@ -3,11 +3,13 @@
 import logging
 from logging.config import fileConfig
 
+import click
 from alembic import context
 from flask import current_app
 
 from service.database import in_transaction, schema_objects_for
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 config = context.config
 if config.config_file_name is not None and not logging.getLogger().handlers:
@@ -47,11 +49,20 @@ def run_migrations_offline():
         context.run_migrations()
 
 
+def connect():
+    """The engine's connection. One the database refuses or never answers is a
+    one-line error for the operator (libpq's words carry no password), not a traceback."""
+    try:
+        return engine.connect()
+    except OperationalError as error:
+        raise click.ClickException(f"cannot connect to the database: {' '.join(str(error.orig).split())}") from None
+
+
 def run_migrations_online():
     configure_args = dict(migrate_extension.configure_args)
     configure_args.setdefault("process_revision_directives", skip_empty_autogenerate)
     configure_args.setdefault("include_object", include_object)
-    with engine.connect() as autocommit_connection:
+    with connect() as autocommit_connection:
         connection = in_transaction(autocommit_connection)
         context.configure(
             connection=connection,

@@ -5,6 +5,7 @@ serves nothing; the servers still refuse production without them."""
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -54,6 +55,31 @@ def test_the_migration_runs_in_production_without_api_keys(tmp_path: Path) -> No
     assert "user_sessions" in tables(database)
     # It serves nothing, so it does not warn that the API is open either.
     assert "API_KEYS" not in result.stdout + result.stderr
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then let go)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+@pytest.mark.parametrize(
+    ("database_url", "reason"),
+    [
+        (f"postgresql://postgres:hunter2@127.0.0.1:{closed_port()}/user_sessions", "Connection refused"),
+        ("sqlite:////no-such-directory/user_sessions.sqlite3", "unable to open database file"),
+    ],
+    ids=["postgresql-refused", "sqlite-no-directory"],
+)
+def test_a_migration_that_cannot_connect_prints_one_line(database_url: str, reason: str) -> None:
+    result = run(["flask", "--app", "wsgi", "db", "upgrade"], DATABASE_URL=database_url)
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("Error: cannot connect to the database: ")
+    assert reason in line
+    assert "hunter2" not in result.stdout + result.stderr
 
 
 def test_the_purge_runs_in_production_without_api_keys(tmp_path: Path) -> None:
