@@ -5,7 +5,6 @@ serves nothing; the servers still refuse production without them."""
 from __future__ import annotations
 
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from service.config import ConfigurationError, load_config
+from tests.support.live import free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -57,18 +57,10 @@ def test_the_migration_runs_in_production_without_api_keys(tmp_path: Path) -> No
     assert "API_KEYS" not in result.stdout + result.stderr
 
 
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then let go)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 @pytest.mark.parametrize(
     ("database_url", "reason"),
     [
-        (f"postgresql://postgres:hunter2@127.0.0.1:{closed_port()}/user_sessions", "Connection refused"),
+        (f"postgresql://postgres:hunter2@127.0.0.1:{free_port()}/user_sessions", "Connection refused"),
         ("sqlite:////no-such-directory/user_sessions.sqlite3", "unable to open database file"),
     ],
     ids=["postgresql-refused", "sqlite-no-directory"],
