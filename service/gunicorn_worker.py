@@ -11,6 +11,14 @@ else (parsing, limits, keep-alive, the app) is gthread's own, but for one
 addition: the app learns which headers a request sent more than once
 (``service.api.headers``), which WSGI's one string per name hides.
 
+A liveness probe (``GET``/``HEAD /healthz``, no I/O) is never queued behind
+requests waiting on a database that stopped answering. With several threads
+the loop answers it itself. With one, a request that waits long holds the
+loop, so a stand-in thread watches: once the main thread has been in one
+request for STAND_IN_AFTER seconds, it accepts new connections itself,
+answers probes on them through the app, and hands any other request (with
+what it read of it) to the loop, which serves it when free.
+
 Connections are spread evenly over the workers (:class:`ConnectionShares`). A
 kept-alive connection stays with the worker that accepted it, and which
 worker accepts is a race; with every client keeping its connection, a worker
@@ -29,6 +37,7 @@ import contextlib
 import errno
 import mmap
 import os
+import select
 import selectors
 import socket
 import threading
@@ -58,6 +67,13 @@ from service.request_framing import (
 _RECV_SIZE = 64 * 1024
 # Seconds a request may take to arrive whole from its first byte; then 408 and the connection is closed.
 REQUEST_TIMEOUT = int(os.environ.get("GUNICORN_REQUEST_TIMEOUT") or 15)
+# How long the main thread may be in one request before the stand-in accepts connections,
+# how often the stand-in looks, and how long it waits for a request head it accepted.
+STAND_IN_AFTER = 0.25
+STAND_IN_EVERY = 0.1
+STAND_IN_READ = 0.5
+# What the stand-in answers itself: the liveness probe, which needs nothing the stuck request holds.
+_LIVENESS_REQUEST_LINES = (b"GET /healthz ", b"HEAD /healthz ")
 
 
 class ConnectionShares:
@@ -125,6 +141,8 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
         self.lingering: dict[socket.socket, float] = {}
         # The request each thread is running: handle_request sets it, the app's environ reads it.
         self.running = threading.local()
+        # When the main thread started the request it is running (None between requests).
+        self.busy_since: float | None = None
 
     @property
     def worker_connections(self) -> int:
@@ -144,6 +162,55 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
         if not self._accepting and self.alive:
             timeout = min(timeout, SHARE_RECHECK_SECONDS)
         super().wait_for_and_dispatch_events(timeout)
+
+    def run(self) -> None:
+        if self.cfg.threads == 1:
+            threading.Thread(target=self.stand_in, name="liveness-stand-in", daemon=True).start()
+        super().run()
+
+    def stand_in(self) -> None:
+        """While the main thread is stuck in a request, accept for it: answer liveness probes, hand on the rest."""
+        while self.alive:
+            time.sleep(STAND_IN_EVERY)
+            since = self.busy_since
+            if since is None or time.monotonic() - since < STAND_IN_AFTER:
+                continue
+            with contextlib.suppress(OSError, ValueError):
+                for listener in select.select(self.sockets, [], [], 0)[0]:
+                    try:
+                        sock, address = listener.accept()
+                    except (BlockingIOError, InterruptedError):
+                        continue
+                    self.answer_or_hand_on(sock, address, listener)
+
+    def answer_or_hand_on(self, sock: socket.socket, address: Any, listener: Any) -> None:
+        """On the stand-in thread: a liveness probe is answered here and closed; whatever
+        else the connection brings goes to the main loop with the bytes read so far."""
+        conn = _BufferedConn(self, self.cfg, sock, address, listener.getsockname())
+        sock.settimeout(STAND_IN_READ)
+        deadline = time.monotonic() + STAND_IN_READ
+        with contextlib.suppress(OSError):
+            while request_state(conn.received, self.cfg.limit_request_line) == WAIT and time.monotonic() < deadline:
+                data = sock.recv(_RECV_SIZE)
+                if not data:
+                    break
+                conn.received += data
+        whole = request_state(conn.received, self.cfg.limit_request_line) not in (WAIT, WAIT_FOR_CONTINUE)
+        if whole and conn.received.startswith(_LIVENESS_REQUEST_LINES):
+            sock.settimeout(None)
+            conn.init()
+            conn.parser.unreader.unread(bytes(conn.received))
+            conn.data_ready = True
+            conn.cut_short = True  # not kept alive: closed here once answered
+            self.handle(conn)
+            gunicorn_util.close(sock)
+            return
+        self.method_queue.defer(self.adopt, conn)
+
+    def adopt(self, conn: _BufferedConn) -> None:
+        """On the main thread: a connection the stand-in accepted, read on as if accepted here."""
+        self.nr_conns += 1
+        self.enqueue_req(conn)
 
     def load_wsgi(self) -> None:
         """The app, called with the names of the headers its request repeated in the environ."""
@@ -231,18 +298,25 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
             with contextlib.suppress(OSError):
                 conn.sock.shutdown(socket.SHUT_RD)
         conn.started = False
+        liveness = conn.received.startswith(_LIVENESS_REQUEST_LINES)
         conn.init()  # without TLS or HTTP/2 (see enqueue_req) this only makes the parser
         conn.parser.unreader.unread(bytes(conn.received))
         conn.received.clear()
         conn.data_ready = True
-        if self.cfg.threads > 1:
+        if self.cfg.threads > 1 and not liveness:
             super().enqueue_req(conn)
             return
         # One thread: the main thread runs the request itself, as a sync worker would, with no
         # hand-over to a thread of its own (nor that thread's memory); the request has arrived, so
         # nothing in it waits on the client. What follows it runs on the next turn of the loop.
+        # Several: the pool's threads may all be waiting on the database, so a liveness probe
+        # (no I/O) is answered here too.
         done: futures.Future[bool] = futures.Future()
-        done.set_result(self.handle(conn))
+        self.busy_since = time.monotonic()
+        try:
+            done.set_result(self.handle(conn))
+        finally:
+            self.busy_since = None
         self.method_queue.defer(self.finish_request, conn, done)
 
     def on_request_readable(self, conn: _BufferedConn, _sock: socket.socket) -> None:
