@@ -61,6 +61,7 @@ from service.request_framing import (
     HEAD_TOO_LARGE,
     WAIT,
     WAIT_FOR_CONTINUE,
+    WHOLE,
     request_state,
 )
 
@@ -189,22 +190,22 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
         conn = _BufferedConn(self, self.cfg, sock, address, listener.getsockname())
         sock.settimeout(STAND_IN_READ)
         deadline = time.monotonic() + STAND_IN_READ
+        state = WAIT
         with contextlib.suppress(OSError):
-            while request_state(conn.received, self.cfg.limit_request_line) == WAIT and time.monotonic() < deadline:
+            while state == WAIT and time.monotonic() < deadline:
                 data = sock.recv(_RECV_SIZE)
                 if not data:
                     break
                 conn.received += data
-        whole = request_state(conn.received, self.cfg.limit_request_line) not in (WAIT, WAIT_FOR_CONTINUE)
-        if whole and conn.received.startswith(_LIVENESS_REQUEST_LINES):
+                state = request_state(conn.received, self.cfg.limit_request_line)
+        if state == WHOLE and is_liveness_probe(conn.received):
             sock.settimeout(None)
-            conn.init()
-            conn.parser.unreader.unread(bytes(conn.received))
-            conn.data_ready = True
+            make_ready(conn)
             conn.cut_short = True  # not kept alive: closed here once answered
             self.handle(conn)
             gunicorn_util.close(sock)
             return
+        # Anything else (another request, one not yet whole, one to refuse) is the loop's, as if it had accepted it.
         self.method_queue.defer(self.adopt, conn)
 
     def adopt(self, conn: _BufferedConn) -> None:
@@ -298,12 +299,9 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
             with contextlib.suppress(OSError):
                 conn.sock.shutdown(socket.SHUT_RD)
         conn.started = False
-        liveness = conn.received.startswith(_LIVENESS_REQUEST_LINES)
-        conn.init()  # without TLS or HTTP/2 (see enqueue_req) this only makes the parser
-        conn.parser.unreader.unread(bytes(conn.received))
-        conn.received.clear()
-        conn.data_ready = True
-        if self.cfg.threads > 1 and not liveness:
+        to_pool = self.cfg.threads > 1 and not is_liveness_probe(conn.received)
+        make_ready(conn)
+        if to_pool:
             super().enqueue_req(conn)
             return
         # One thread: the main thread runs the request itself, as a sync worker would, with no
@@ -393,6 +391,19 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
         for sock, deadline in list(self.lingering.items()):
             if deadline <= now:
                 self.stop_lingering(sock)
+
+
+def is_liveness_probe(received: bytearray) -> bool:
+    """Whether the request in ``received`` is ``GET`` or ``HEAD /healthz``."""
+    return received.startswith(_LIVENESS_REQUEST_LINES)
+
+
+def make_ready(conn: _BufferedConn) -> None:
+    """Give the request ``conn`` received whole to its parser, for a thread to run."""
+    conn.init()  # without TLS or HTTP/2 (see enqueue_req) this only makes the parser
+    conn.parser.unreader.unread(bytes(conn.received))
+    conn.received.clear()
+    conn.data_ready = True
 
 
 def repeated_headers(headers: list[tuple[str, str]]) -> frozenset[str]:
