@@ -8,7 +8,7 @@ It also prepares Prometheus's multiprocess mode: every worker keeps its
 samples in files under ``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics`` sums
 them. The folder is made (or emptied) before the first worker starts.
 
-Workers are ``BufferingThreadWorker`` (``service/gunicorn_worker.py``): gunicorn's ``gthread`` worker,
+Workers are ``BufferingThreadWorker`` (``service/serving/worker.py``): gunicorn's ``gthread`` worker,
 except that a request is run only once it has arrived whole. Slow or stalled
 clients (headers or a body trickling in, connections that send nothing,
 kept-alive connections left idle) wait in the worker's poller and hold no
@@ -53,7 +53,7 @@ graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30)
 # Seconds an idle connection (kept alive, or new and silent) is kept open.
 keepalive = _int("GUNICORN_KEEPALIVE", 5)
 # GUNICORN_REQUEST_TIMEOUT (15): seconds a request may take to arrive whole from its first byte;
-# then 408 and the connection is closed (read by service/gunicorn_worker.py).
+# then 408 and the connection is closed (read by service/serving/worker.py).
 # Replace workers now and then (0: never), with jitter so they do not all restart at once.
 max_requests = _int("GUNICORN_MAX_REQUESTS", 0)
 max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", max_requests // 10)
@@ -103,8 +103,8 @@ if _metrics_dir_made_here:
     os.environ[_METRICS_DIR_VARIABLE] = tempfile.mkdtemp(prefix="user-sessions-metrics-")
 
 
-# Slow clients wait in the worker's poller, not in a thread (service/gunicorn_worker.py).
-worker_class = os.environ.get("GUNICORN_WORKER_CLASS") or "service.gunicorn_worker.BufferingThreadWorker"
+# Slow clients wait in the worker's poller, not in a thread (service/serving/worker.py).
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS") or "service.serving.worker.BufferingThreadWorker"
 
 
 def on_starting(_server: Any) -> None:
@@ -137,11 +137,11 @@ def post_fork(server: Any, _worker: Any) -> None:
 
 def child_exit(_server: Any, worker: Any) -> None:
     """Tell Prometheus a worker is gone (its live gauges stop counting), and free its
-    slot among the connection shares (service/gunicorn_worker.py)."""
+    slot among the connection shares (service/serving/shares.py)."""
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
-    from service.gunicorn_worker import connection_shares
+    from service.serving.shares import connection_shares
 
     connection_shares.clear(worker.age)
 

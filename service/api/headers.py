@@ -3,7 +3,7 @@
 
 WSGI gives the app one string per header name, the values of a repeated
 header joined by commas, and a list-valued header such as ``If-Match`` reads
-the same either way. So the service's worker (``service.gunicorn_worker``)
+the same either way. So the service's worker (``service.serving.worker``)
 names the headers a request repeated in its environ under
 :data:`REPEATED_HEADERS`; under another server, only the values are checked.
 """

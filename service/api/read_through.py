@@ -16,7 +16,8 @@ import uuid
 from flask import Response, current_app
 
 from service.api.json_provider import JSONProvider
-from service.cache.representations import CONTENT_TYPE, Representation, epoch_microseconds, now_us, user_session_cache
+from service.cache.entries import CONTENT_TYPE, Representation, epoch_microseconds, now_us
+from service.cache.representations import user_session_cache
 from service.errors import UserSessionNotFound
 from service.models import UserSessionRow
 from service.operations import user_sessions as use_cases

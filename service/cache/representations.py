@@ -42,20 +42,17 @@ only when ``REDIS_URL`` is set.
 from __future__ import annotations
 
 import hashlib
-import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from flask import Flask, current_app
 
 from service.cache.admission import RecentReads
+from service.cache.entries import Representation, now_us
 from service.cache.owed import OwedInvalidations, UnsettledSessions
 from service.cache.redis_connection import RedisError, Script
 from service.cache.redis_link import redis_link
-from service.models import entity_tag
 from service.observability import metrics
 
 if TYPE_CHECKING:
@@ -69,13 +66,9 @@ KEY_PREFIX = "user-sessions:v2"
 FENCE_SECONDS = 60
 # The fence of an erased session: no version passes it.
 GONE = "gone"
-CONTENT_TYPE = "application/json"
 # Sessions invalidated by one script call (owed ones pile up while Redis is away).
 INVALIDATE_BATCH = 256
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-_NO_EXPIRY = b"-"
 
 # KEYS: entry, fence. ARGV: version, entry lifetime (ms), entry value, its shape.
 # Stores only a version at or above the fence and above the entry there (of
@@ -124,46 +117,6 @@ _INVALIDATE_SCRIPT = Script(_INVALIDATE)
 def key_tag(user_session_uuid: uuid.UUID) -> str:
     """What names a session in Redis: 128 bits of a BLAKE2b digest of its uuid, in hex."""
     return hashlib.blake2b(user_session_uuid.bytes, digest_size=16, person=b"user-sessions").hexdigest()
-
-
-def epoch_microseconds(moment: datetime) -> int:
-    """An aware datetime as whole microseconds since the epoch (exact, no float)."""
-    return (moment - _EPOCH) // _MICROSECOND
-
-
-@dataclass(frozen=True)
-class Representation:
-    """The 200 body of a live session, with what a response and the cache need of
-    it. ``shape`` names the layout of the body (its fields): a reader takes an
-    entry of its own shape only, so a release that adds a field never answers
-    bodies an earlier release stored."""
-
-    version: int
-    expires_at_us: int | None
-    shape: str
-    body: bytes
-
-    @property
-    def etag(self) -> str:
-        return entity_tag(self.version)
-
-    def expired(self, now_us: int) -> bool:
-        """Past ``expires_at``: the session counts as deleted (as ``UserSession.is_live``)."""
-        return self.expires_at_us is not None and self.expires_at_us <= now_us
-
-    def encode(self) -> bytes:
-        """``version\\nexpires_at_us or -\\nshape\\n`` and the body, as stored in Redis."""
-        expires = _NO_EXPIRY if self.expires_at_us is None else str(self.expires_at_us).encode()
-        return b"%d\n%s\n%s\n%s" % (self.version, expires, self.shape.encode(), self.body)
-
-    @classmethod
-    def decode(cls, value: bytes) -> Representation | None:
-        """The stored entry, or None when it is not one this code wrote."""
-        try:
-            version, expires, shape, body = value.split(b"\n", 3)
-            return cls(int(version), None if expires == _NO_EXPIRY else int(expires), shape.decode(), body)
-        except (ValueError, UnicodeDecodeError):
-            return None
 
 
 class UserSessionCache:
@@ -320,11 +273,6 @@ class UserSessionCache:
     def _settle(self) -> bool:
         """The link's before-use hook: nothing owed costs a truth test."""
         return not self.owed or self.send_owed()
-
-
-def now_us() -> int:
-    """The wall clock in epoch microseconds: what a cached ``expires_at`` is judged by."""
-    return time.time_ns() // 1000
 
 
 def init_app(app: Flask) -> None:

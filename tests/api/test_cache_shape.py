@@ -11,7 +11,8 @@ import redis
 from flask import Flask
 
 from service.api.read_through import SHAPE
-from service.cache.representations import Representation, UserSessionCache
+from service.cache.entries import Representation
+from service.cache.representations import UserSessionCache
 from tests.support.redisdb import shared_redis_url
 
 

@@ -13,7 +13,7 @@ import redis
 from flask.testing import FlaskClient
 
 from service.api.read_through import SHAPE
-from service.cache.representations import Representation, epoch_microseconds
+from service.cache.entries import Representation, epoch_microseconds
 from tests.factories import create_user_session, full_session_body
 from tests.support.cache import CacheCounts, MakeApp, assert_same_response, entry_key, path
 from tests.support.problems import assert_problem

@@ -16,8 +16,9 @@ import redis
 from flask import Flask
 
 from service.api.read_through import render
+from service.cache.entries import Representation
 from service.cache.redis_link import redis_link
-from service.cache.representations import Representation, user_session_cache
+from service.cache.representations import user_session_cache
 from service.operations import user_sessions as operations
 from tests.factories import create_user_session
 from tests.support.cache import CacheCounts, MakeApp, cache_count, entry_key, fence_key, path, read_twice

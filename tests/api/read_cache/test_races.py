@@ -11,7 +11,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from service.api.read_through import SHAPE, render
-from service.cache.representations import FENCE_SECONDS, GONE, Representation, user_session_cache
+from service.cache.entries import Representation
+from service.cache.representations import FENCE_SECONDS, GONE, user_session_cache
 from service.operations import user_sessions as operations
 from tests.factories import create_user_session
 from tests.support.cache import CacheCounts, entry_key, fence_key, patch, path, purge

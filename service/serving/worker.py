@@ -4,40 +4,27 @@ gunicorn's gthread worker parks kept-alive connections in its poller, but a
 thread it hands a connection to reads the request itself, blocking until the
 last header line and body byte come in: a few clients trickling bytes take
 every thread. This worker reads requests in its main loop, without blocking,
-and runs a request only once it is whole (or is already bound for a
-refusal), with its bytes in the parser's buffer: on a thread of the pool, or
-with a single thread (the default) on the main thread itself. Everything
-else (parsing, limits, keep-alive, the app) is gthread's own, but for one
-addition: the app learns which headers a request sent more than once
-(``service.api.headers``), which WSGI's one string per name hides.
+and runs a request only once it is whole (``service.serving.framing``), or is
+already bound for a refusal, with its bytes in the parser's buffer: on a
+thread of the pool, or with a single thread (the default) on the main thread
+itself. Everything else (parsing, limits, keep-alive, the app) is gthread's
+own, but for one addition: the app learns which headers a request sent more
+than once (``service.api.headers``), which WSGI's one string per name hides.
 
 A liveness probe (``GET``/``HEAD /healthz``, no I/O) is never queued behind
-requests waiting on a database that stopped answering. With several threads
-the loop answers it itself. With one, a request that waits long holds the
-loop, so a stand-in thread watches: once the main thread has been in one
-request for STAND_IN_AFTER seconds, it accepts new connections itself,
-answers probes on them through the app, and hands any other request (with
-what it read of it) to the loop, which serves it when free.
+requests waiting on a database that stopped answering: with several threads
+the loop answers it itself, with one a stand-in thread does
+(``service.serving.stand_in``). Connections are spread evenly over the
+workers (``service.serving.shares``).
 
-Connections are spread evenly over the workers (:class:`ConnectionShares`). A
-kept-alive connection stays with the worker that accepted it, and which
-worker accepts is a race; with every client keeping its connection, a worker
-that won more of them than its share serves their requests one behind
-another for as long as they stay open, while another worker idles. So a
-worker accepts only while it holds no more than its share (plus one) of all
-the workers' connections.
-
-gunicorn loads it by name (``worker_class`` in ``gunicorn.conf.py``); nothing
-in the service imports it.
+gunicorn loads it by name (``worker_class`` in ``gunicorn.conf.py``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import mmap
 import os
-import select
 import selectors
 import socket
 import threading
@@ -54,81 +41,21 @@ from gunicorn.http2 import negotiation
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from service.api.headers import REPEATED_HEADERS
-from service.request_framing import (
+from service.serving.connection import RECV_SIZE, BufferedConn, is_liveness_probe, make_ready
+from service.serving.framing import (
     BODY_BUFFER_LIMIT,
     CUT_SHORT,
     HEAD_LIMIT,
     HEAD_TOO_LARGE,
     WAIT,
     WAIT_FOR_CONTINUE,
-    WHOLE,
     request_state,
 )
+from service.serving.shares import SHARE_RECHECK_SECONDS, connection_shares
+from service.serving.stand_in import LivenessStandIn
 
-_RECV_SIZE = 64 * 1024
 # Seconds a request may take to arrive whole from its first byte; then 408 and the connection is closed.
 REQUEST_TIMEOUT = int(os.environ.get("GUNICORN_REQUEST_TIMEOUT") or 15)
-# How long the main thread may be in one request before the stand-in accepts connections,
-# how often the stand-in looks, and how long it waits for a request head it accepted.
-STAND_IN_AFTER = 0.25
-STAND_IN_EVERY = 0.1
-STAND_IN_READ = 0.5
-# What the stand-in answers itself: the liveness probe, which needs nothing the stuck request holds.
-_LIVENESS_REQUEST_LINES = (b"GET /healthz ", b"HEAD /healthz ")
-
-
-class ConnectionShares:
-    """How many connections each worker holds, in memory shared by every worker.
-
-    Made in gunicorn's master when it loads the worker class, so every worker
-    forked from it shares it. A worker has the slot of its ``age`` (gunicorn's
-    spawn counter) modulo ``SLOTS`` and alone writes it; the master clears it
-    when the worker exits. A read is a sum of counts each written whole, with
-    no lock: a count a moment old only shifts a limit by one for a moment.
-    """
-
-    SLOTS = 128  # more than any machine's workers; a sum of them costs under a microsecond
-
-    def __init__(self) -> None:
-        self._memory = mmap.mmap(-1, self.SLOTS * 8)
-        self._counts = memoryview(self._memory).cast("q")
-
-    def clear(self, age: int) -> None:
-        self._counts[age % self.SLOTS] = 0
-
-    def accept_limit(self, age: int, connections: int, workers: int) -> int:
-        """Publish this worker's ``connections``; how many it may hold before it stops accepting:
-        its share of all the workers' connections, plus one. The worker holding the fewest is
-        always under it, so some worker always accepts."""
-        self._counts[age % self.SLOTS] = connections
-        return -(-sum(self._counts) // max(workers, 1)) + 1
-
-
-connection_shares = ConnectionShares()
-# How soon a worker that stopped accepting at its share looks again.
-SHARE_RECHECK_SECONDS = 0.01
-
-
-class _BufferedConn(TConn):  # type: ignore[misc]
-    """A connection and the bytes of its next request received so far."""
-
-    def __init__(self, worker: BufferingThreadWorker, *args: Any) -> None:
-        super().__init__(*args)
-        self.worker = worker
-        self.received = bytearray()
-        self.started = False  # a byte of the next request has come: REQUEST_TIMEOUT runs
-        self.deadline = time.monotonic() + worker.cfg.keepalive
-        self.reading = False  # in the poller, waiting for the rest of a request
-        self.cut_short = False  # handed on before its body was whole: close after the answer
-        self.continue_sent = False
-
-    def close(self, graceful: bool = False) -> None:
-        """gthread lingers on a closing socket for the client's FIN, blocking its main loop for
-        up to two seconds; here the lingering is left to the poller."""
-        if graceful:
-            self.worker.linger(self.sock)
-        else:
-            gunicorn_util.close(self.sock)
 
 
 class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
@@ -138,7 +65,7 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.reading_conns: dict[_BufferedConn, None] = {}
+        self.reading_conns: dict[BufferedConn, None] = {}
         self.lingering: dict[socket.socket, float] = {}
         # The request each thread is running: handle_request sets it, the app's environ reads it.
         self.running = threading.local()
@@ -166,49 +93,10 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
 
     def run(self) -> None:
         if self.cfg.threads == 1:
-            threading.Thread(target=self.stand_in, name="liveness-stand-in", daemon=True).start()
+            LivenessStandIn(self).start()
         super().run()
 
-    def stand_in(self) -> None:
-        """While the main thread is stuck in a request, accept for it: answer liveness probes, hand on the rest."""
-        while self.alive:
-            time.sleep(STAND_IN_EVERY)
-            since = self.busy_since
-            if since is None or time.monotonic() - since < STAND_IN_AFTER:
-                continue
-            with contextlib.suppress(OSError, ValueError):
-                for listener in select.select(self.sockets, [], [], 0)[0]:
-                    try:
-                        sock, address = listener.accept()
-                    except (BlockingIOError, InterruptedError):
-                        continue
-                    self.answer_or_hand_on(sock, address, listener)
-
-    def answer_or_hand_on(self, sock: socket.socket, address: Any, listener: Any) -> None:
-        """On the stand-in thread: a liveness probe is answered here and closed; whatever
-        else the connection brings goes to the main loop with the bytes read so far."""
-        conn = _BufferedConn(self, self.cfg, sock, address, listener.getsockname())
-        sock.settimeout(STAND_IN_READ)
-        deadline = time.monotonic() + STAND_IN_READ
-        state = WAIT
-        with contextlib.suppress(OSError):
-            while state == WAIT and time.monotonic() < deadline:
-                data = sock.recv(_RECV_SIZE)
-                if not data:
-                    break
-                conn.received += data
-                state = request_state(conn.received, self.cfg.limit_request_line)
-        if state == WHOLE and is_liveness_probe(conn.received):
-            sock.settimeout(None)
-            make_ready(conn)
-            conn.cut_short = True  # not kept alive: closed here once answered
-            self.handle(conn)
-            gunicorn_util.close(sock)
-            return
-        # Anything else (another request, one not yet whole, one to refuse) is the loop's, as if it had accepted it.
-        self.method_queue.defer(self.adopt, conn)
-
-    def adopt(self, conn: _BufferedConn) -> None:
+    def adopt(self, conn: BufferedConn) -> None:
         """On the main thread: a connection the stand-in accepted, read on as if accepted here."""
         self.nr_conns += 1
         self.enqueue_req(conn)
@@ -233,13 +121,13 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
                 raise
             return
         self.nr_conns += 1
-        self.enqueue_req(_BufferedConn(self, self.cfg, client_sock, client_addr, listener.getsockname()))
+        self.enqueue_req(BufferedConn(self, self.cfg, client_sock, client_addr, listener.getsockname()))
 
     def enqueue_req(self, conn: TConn) -> None:
         """Called (on the main thread) for a new connection, a kept-alive one that turned readable,
         and one whose last read took in part of its next request: read on, hand it on when whole."""
         if (
-            not isinstance(conn, _BufferedConn)
+            not isinstance(conn, BufferedConn)
             or conn.is_http2
             or self.cfg.is_ssl
             or negotiation.prior_knowledge_allowed(self.cfg, conn.client)
@@ -254,16 +142,16 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
             conn.deadline = time.monotonic() + self.cfg.keepalive
         self.receive(conn)
 
-    def receive(self, conn: _BufferedConn) -> None:
+    def receive(self, conn: BufferedConn) -> None:
         ended = False  # the client sent all it will (closed, or half-closed after its request)
         try:
             while len(conn.received) <= HEAD_LIMIT + BODY_BUFFER_LIMIT:
-                data = conn.sock.recv(_RECV_SIZE)
+                data = conn.sock.recv(RECV_SIZE)
                 if not data:
                     ended = True
                     break
                 conn.received += data
-                if len(data) < _RECV_SIZE:
+                if len(data) < RECV_SIZE:
                     break
         except (BlockingIOError, InterruptedError):
             pass
@@ -317,22 +205,22 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
             self.busy_since = None
         self.method_queue.defer(self.finish_request, conn, done)
 
-    def on_request_readable(self, conn: _BufferedConn, _sock: socket.socket) -> None:
+    def on_request_readable(self, conn: BufferedConn, _sock: socket.socket) -> None:
         self.receive(conn)
 
-    def stop_reading(self, conn: _BufferedConn) -> None:
+    def stop_reading(self, conn: BufferedConn) -> None:
         if conn.reading:
             conn.reading = False
             del self.reading_conns[conn]
             self.poller.unregister(conn.sock)
 
-    def drop(self, conn: _BufferedConn, graceful: bool = False) -> None:
+    def drop(self, conn: BufferedConn, graceful: bool = False) -> None:
         """Close a connection that is reading a request (``graceful``: after an answer)."""
         self.stop_reading(conn)
         self.nr_conns -= 1
         conn.close(graceful)
 
-    def send_quietly(self, conn: _BufferedConn, data: bytes) -> None:
+    def send_quietly(self, conn: BufferedConn, data: bytes) -> None:
         with contextlib.suppress(OSError):
             conn.sock.send(data)
 
@@ -364,7 +252,7 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
 
     def on_lingering_readable(self, sock: socket.socket) -> None:
         try:
-            if sock.recv(_RECV_SIZE):
+            if sock.recv(RECV_SIZE):
                 return
         except (BlockingIOError, InterruptedError):
             return
@@ -391,19 +279,6 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
         for sock, deadline in list(self.lingering.items()):
             if deadline <= now:
                 self.stop_lingering(sock)
-
-
-def is_liveness_probe(received: bytearray) -> bool:
-    """Whether the request in ``received`` is ``GET`` or ``HEAD /healthz``."""
-    return received.startswith(_LIVENESS_REQUEST_LINES)
-
-
-def make_ready(conn: _BufferedConn) -> None:
-    """Give the request ``conn`` received whole to its parser, for a thread to run."""
-    conn.init()  # without TLS or HTTP/2 (see enqueue_req) this only makes the parser
-    conn.parser.unreader.unread(bytes(conn.received))
-    conn.received.clear()
-    conn.data_ready = True
 
 
 def repeated_headers(headers: list[tuple[str, str]]) -> frozenset[str]:

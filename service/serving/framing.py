@@ -1,6 +1,6 @@
 """Whether the bytes a connection has sent so far hold a whole HTTP/1.x request.
 
-The buffering worker (``service.gunicorn_worker``) runs a request only once it
+The buffering worker (``service.serving.worker``) runs a request only once it
 has arrived whole; this reads only the framing for it (where the head ends,
 ``Content-Length``, chunked transfer coding) and leaves the rest to
 gunicorn's parser.
