@@ -20,8 +20,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+import orjson
 from flask import current_app
-from itsdangerous import BadData, Serializer, URLSafeSerializer
+from itsdangerous import BadData, Serializer, Signer, URLSafeSerializer
 from itsdangerous.encoding import base64_encode
 
 from service.errors import QueryValidationError
@@ -68,6 +69,13 @@ def _serializer(secret_key: str | None = None) -> URLSafeSerializer:
     return _serializer_for(secret_key or current_app.config["SECRET_KEY"])
 
 
+@functools.lru_cache(maxsize=4)
+def _signer_for(secret_key: str) -> Signer:
+    """The signer the serializer makes afresh for every token, made once."""
+    signer: Signer = _serializer_for(secret_key).make_signer()
+    return signer
+
+
 def _encode_value(value: Any) -> list[str]:
     if isinstance(value, datetime):
         return ["t", format_datetime(value)]
@@ -92,8 +100,10 @@ def _decode_value(item: Any) -> Any:
 def make_page_token(keyset: Keyset, scope: Mapping[str, Any], *, secret_key: str | None = None) -> str:
     """The token of the page that starts after ``keyset`` in the listing ``scope`` describes."""
     payload = {"v": TOKEN_FORMAT, "s": scope_digest(scope), "k": [_encode_value(value) for value in keyset.values]}
-    token: str = _serializer(secret_key).dumps(payload)
-    return token
+    # What the serializer's dumps() writes (compact JSON, in base64, signed), without its layers:
+    # a payload of ASCII strings and lists is the same bytes from orjson as from json.
+    signer = _signer_for(secret_key or current_app.config["SECRET_KEY"])
+    return signer.sign(base64_encode(orjson.dumps(payload))).decode()
 
 
 def read_page_token(token: str, scope: Mapping[str, Any], *, secret_key: str | None = None) -> Keyset:
