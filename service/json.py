@@ -22,6 +22,8 @@ def loads(document: str | bytes) -> Any:
     to the standard library.
     """
     data = document.encode() if isinstance(document, str) else document
+    if not isinstance(data, bytes):
+        return json.loads(data)  # a TypeError for a number, which SQLite may hand over as is
     if _LONG_DIGITS not in data.translate(_DIGITS_AS_ZERO):
         try:
             return orjson.loads(data)

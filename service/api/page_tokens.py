@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import hmac
 import json
 import uuid
 from collections.abc import Mapping
@@ -24,6 +25,7 @@ import orjson
 from flask import current_app
 from itsdangerous import BadData, Serializer, Signer, URLSafeSerializer
 from itsdangerous.encoding import base64_encode
+from itsdangerous.signer import HMACAlgorithm
 
 from service.errors import QueryValidationError
 from service.repositories.query import Keyset
@@ -42,9 +44,65 @@ class InvalidPageToken(QueryValidationError):
 
 
 def scope_digest(scope: Mapping[str, Any]) -> str:
-    """A short, stable digest of the parameters a token is bound to."""
+    """A short, stable digest of the parameters a token is bound to.
+
+    Remembered for the scopes seen lately (an agent pages the same session's
+    items again and again), by their orjson form: writing that costs a tenth
+    of the canonical form and its SHA-256, which took a twentieth of a page's
+    time. orjson hands datetimes and whatever JSON lacks to ``str``, as the
+    canonical form does, so two scopes share a form only if they share a digest.
+    """
+    try:
+        form = orjson.dumps(scope, option=_SCOPE_FORM, default=str)
+    except orjson.JSONEncodeError:  # keys other than strings: not remembered
+        return _digest(scope)
+    digest = _DIGESTS.get(form)
+    if digest is None:
+        if len(_DIGESTS) >= DIGESTS_KEPT:
+            _DIGESTS.clear()
+        digest = _DIGESTS[form] = _digest(scope)
+    return digest
+
+
+def _digest(scope: Mapping[str, Any]) -> str:
     canonical = json.dumps(scope, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()[:16]).decode().rstrip("=")
+
+
+DIGESTS_KEPT = 1024
+_DIGESTS: dict[bytes, str] = {}
+_SCOPE_FORM = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
+class _KeyedHMAC(HMACAlgorithm):
+    """itsdangerous's HMAC-SHA1, from an HMAC keyed once and copied for each
+    token. Its own builds the HMAC in Python around two fresh hash objects,
+    and ``hmac.digest`` looks OpenSSL's algorithms up on every call: either
+    cost a page with a next page a fortieth of its time."""
+
+    def __init__(self) -> None:
+        super().__init__(hashlib.sha1)
+        self._keyed: dict[bytes, hmac.HMAC] = {}
+
+    def get_signature(self, key: bytes, value: bytes) -> bytes:
+        keyed = self._keyed.get(key)
+        if keyed is None:
+            keyed = self._keyed[key] = hmac.new(key, digestmod="sha1")
+        mac = keyed.copy()
+        mac.update(value)
+        return mac.digest()
+
+
+class _TokenSigner(Signer):
+    """The signer the serializer makes for every token (the same salt, key
+    derivation and HMAC-SHA1), made once, with its key derived once."""
+
+    @functools.cached_property
+    def _derived_key(self) -> bytes:
+        return super().derive_key()
+
+    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
+        return self._derived_key if secret_key is None else super().derive_key(secret_key)
 
 
 class _UncompressedSerializer(URLSafeSerializer):
@@ -71,9 +129,7 @@ def _serializer(secret_key: str | None = None) -> URLSafeSerializer:
 
 @functools.lru_cache(maxsize=4)
 def _signer_for(secret_key: str) -> Signer:
-    """The signer the serializer makes afresh for every token, made once."""
-    signer: Signer = _serializer_for(secret_key).make_signer()
-    return signer
+    return _TokenSigner(secret_key, salt=_SALT, algorithm=_KeyedHMAC())
 
 
 def _encode_value(value: Any) -> list[str]:

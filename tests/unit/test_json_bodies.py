@@ -80,3 +80,9 @@ def test_stored_json_reads_as_the_standard_library_reads_it(document: str) -> No
 def test_a_datetime_is_written_as_isoformat_writes_it_in_utc(moment: datetime) -> None:
     in_utc = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     assert format_datetime(moment) == in_utc.isoformat(timespec="microseconds").removesuffix("+00:00") + "Z"
+
+
+def test_a_number_handed_over_as_is_is_a_type_error() -> None:
+    """SQLite hands a JSON number over as a number; SQLAlchemy reads a TypeError as "take it as it is"."""
+    with pytest.raises(TypeError):
+        loads(1)  # type: ignore[arg-type]

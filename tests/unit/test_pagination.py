@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from itsdangerous import URLSafeSerializer
 
+from service.api import page_tokens
 from service.api.listing import listing_scope
 from service.api.page_tokens import InvalidPageToken, make_page_token, read_page_token, scope_digest
 from service.repositories import Keyset, SortOrder
@@ -63,6 +64,34 @@ def test_a_token_is_never_compressed_and_one_compressed_before_still_reads() -> 
     compressed = stock.dumps({"v": 1, "s": scope_digest(SCOPE), "k": [["i", str(10**300)]]})
     assert compressed.startswith(".") and len(compressed) < len(token)
     assert read_page_token(compressed, SCOPE, secret_key=KEY) == keyset
+
+
+def test_a_token_is_what_itsdangerous_writes() -> None:
+    """Written past the serializer's layers, a token is still byte for byte its own."""
+    stock = URLSafeSerializer(KEY, salt="user-sessions.page-token")
+    payload = {
+        "v": 1,
+        "s": scope_digest(SCOPE),
+        "k": [["t", "2026-11-27T05:00:00.123456Z"], ["u", KEYSET.values[1].hex]],
+    }
+    assert make_page_token(KEYSET, SCOPE, secret_key=KEY) == stock.dumps(payload)
+
+
+def test_a_remembered_digest_is_the_digest_it_stands_for() -> None:
+    """Digests are remembered by the scope's orjson form; a datetime is read as ``str``
+    reads it, as the canonical form does, never as its ISO text."""
+    moment = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    as_datetime = {"filters": {"created_after": moment, "n": None, "b": True}, "sort": "x"}
+    first = scope_digest(as_datetime)
+    assert scope_digest(dict(as_datetime)) == first
+    assert scope_digest({**as_datetime, "filters": {**as_datetime["filters"], "created_after": str(moment)}}) == first
+    iso = {**as_datetime, "filters": {**as_datetime["filters"], "created_after": moment.isoformat()}}
+    assert scope_digest(iso) != first
+    assert scope_digest({1: "a"}) == scope_digest({"1": "a"})  # keys JSON writes as strings: not remembered
+    for index in range(2 * page_tokens.DIGESTS_KEPT):
+        assert scope_digest({"items_of": str(index)}) == page_tokens._digest({"items_of": str(index)})
+    assert len(page_tokens._DIGESTS) <= page_tokens.DIGESTS_KEPT
+    assert scope_digest(as_datetime) == first
 
 
 def test_a_token_is_refused_under_another_key() -> None:
