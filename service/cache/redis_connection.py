@@ -10,10 +10,10 @@ instructions per command (callgrind: 26 k against 13 k for a ``GET``).
 hiredis is imported by the first connection made: a service without
 ``REDIS_URL`` never loads it.
 
-Every step of a call is bounded by the timeout: connecting (to each address
-the host name resolves to), the TLS handshake, logging in, sending, and each
-wait for a reply; resolving the name is not (give an address, or a name the
-resolver answers at once). A connection that timed out, broke, or reaches a
+Every step of a call is bounded by the timeout: resolving the host name (on
+a thread of its own, since the resolver takes no timeout), connecting (to
+each address the name resolves to), the TLS handshake, logging in, sending,
+and each wait for a reply. A connection that timed out, broke, or reaches a
 server that stopped serving (``READONLY`` after a failover, ``LOADING``) is
 closed, since a reply may still be on its way, and the next call makes a new one;
 so is one the server closed while it was idle, before it is used again.
@@ -21,20 +21,18 @@ so is one the server closed while it was idle, before it is used again.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import select
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from typing import Any
 
-if TYPE_CHECKING:
-    import ssl
+from service.cache.redis_address import RedisAddress, connect_tcp, tls_context
 
-DEFAULT_PORT = 6379
 _READ_SIZE = 65536
+# Error replies after which the connection is not worth keeping: the server it
+# reaches is no longer a primary that serves (a failover), or is still loading.
+_DROP_AFTER = frozenset({"READONLY", "LOADING", "MASTERDOWN"})
 
 Argument = str | int | bytes
 
@@ -54,92 +52,6 @@ class RedisReplyError(RedisError):
     def code(self) -> str:
         """The error's first word, as Redis names its kind."""
         return str(self).split(" ", 1)[0]
-
-
-@dataclass(frozen=True)
-class RedisAddress:
-    """Where Redis listens and how to log in, read from ``REDIS_URL``: see
-    :data:`URL_FORMS`. Options: ``db``, and for ``rediss://`` ``ssl_cert_reqs``
-    (``required``, the default, or ``none``) and ``ssl_ca_certs`` (a CA file)."""
-
-    host: str = "127.0.0.1"
-    port: int = DEFAULT_PORT
-    path: str | None = None
-    tls: bool = False
-    verify_tls: bool = True
-    ca_file: str | None = None
-    username: str | None = None
-    password: str | None = None
-    db: int = 0
-
-    @classmethod
-    def from_url(cls, url: str) -> RedisAddress:
-        """The address ``url`` names; a ValueError that says what is wrong, never
-        quoting the URL (it may hold a password), when it cannot be read."""
-        try:
-            parts = urlsplit(url)
-            port, hostname = parts.port, parts.hostname
-        except ValueError:
-            raise _unreadable("it is not a URL (percent-encode # ? / @ in a password)") from None
-        if parts.scheme not in ("redis", "rediss", "unix"):
-            raise _unreadable("it must start with redis://, rediss:// or unix://")
-        options = {name: values[-1] for name, values in parse_qs(parts.query, keep_blank_values=True).items()}
-        if not options.keys() <= _OPTIONS:
-            raise _unreadable(f"it has an option other than {', '.join(sorted(_OPTIONS))}")
-        db_text = options.get("db") or (parts.path.lstrip("/") if parts.scheme != "unix" else "") or "0"
-        if not (db_text.isascii() and db_text.isdigit()):
-            raise _unreadable("its database is a number, 0 or more")
-        if (parts.scheme != "rediss") and options.keys() & {"ssl_cert_reqs", "ssl_ca_certs"}:
-            raise _unreadable("ssl_cert_reqs and ssl_ca_certs are for rediss://")
-        if options.get("ssl_cert_reqs", "required") not in ("required", "none"):
-            raise _unreadable("ssl_cert_reqs is required or none")
-        username = unquote(parts.username) if parts.username else None
-        password = unquote(parts.password) if parts.password else None
-        if parts.scheme == "unix":
-            if hostname or port is not None or not parts.path:
-                raise _unreadable("unix:// takes a path and no host: unix:///run/redis.sock")
-            return cls(path=unquote(parts.path), username=username, password=password, db=int(db_text))
-        host = hostname or "127.0.0.1"
-        try:
-            if ":" not in host:  # an IPv6 address has no labels to encode
-                host.encode("idna")
-        except UnicodeError:
-            raise _unreadable("its host is not a valid host name") from None
-        if port == 0:
-            raise _unreadable("its port is 1 to 65535")
-        return cls(
-            host=host,
-            port=port or DEFAULT_PORT,
-            tls=parts.scheme == "rediss",
-            verify_tls=options.get("ssl_cert_reqs", "required") == "required",
-            ca_file=options.get("ssl_ca_certs") or None,
-            username=username,
-            password=password,
-            db=int(db_text),
-        )
-
-
-URL_FORMS = "redis://[[user]:password@]host[:port][/db], rediss://… (TLS) or unix:///path/to/socket[?db=N]"
-_OPTIONS = frozenset({"db", "ssl_cert_reqs", "ssl_ca_certs"})
-# Error replies after which the connection is not worth keeping: the server it
-# reaches is no longer a primary that serves (a failover), or is still loading.
-_DROP_AFTER = frozenset({"READONLY", "LOADING", "MASTERDOWN"})
-
-
-def _unreadable(reason: str) -> ValueError:
-    return ValueError(f"REDIS_URL cannot be read: {reason}. Its forms: {URL_FORMS}")
-
-
-@functools.lru_cache(maxsize=4)
-def _tls_context(verify: bool, ca_file: str | None) -> ssl.SSLContext:
-    """One context per kind of verification (loading the CA bundle is not free)."""
-    import ssl
-
-    context = ssl.create_default_context(cafile=ca_file)
-    if not verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 class RedisConnection:
@@ -227,10 +139,10 @@ class RedisConnection:
                 sock.settimeout(self.timeout_seconds)
                 sock.connect(address.path)
             else:
-                sock = socket.create_connection((address.host, address.port), timeout=self.timeout_seconds)
+                sock = connect_tcp(address.host, address.port, self.timeout_seconds)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 if address.tls:
-                    context = _tls_context(address.verify_tls, address.ca_file)
+                    context = tls_context(address.verify_tls, address.ca_file)
                     sock = context.wrap_socket(sock, server_hostname=address.host)
         except (OSError, ValueError) as error:  # ValueError: a name no resolver takes
             if sock is not None:

@@ -29,7 +29,8 @@ from typing import Any, Literal
 
 from flask import Flask, current_app
 
-from service.cache.redis_connection import Argument, RedisAddress, RedisConnection, RedisError, Script
+from service.cache.redis_address import RedisAddress
+from service.cache.redis_connection import Argument, RedisConnection, RedisError, Script
 from service.config import ConfigurationError
 from service.observability import metrics
 

@@ -221,3 +221,29 @@ def test_a_connection_the_server_closed_while_idle_is_made_again_before_use() ->
         assert link.command("CLIENT", "ID") != first
     finally:
         server.stop()
+
+
+@pytest.mark.timing
+def test_a_host_name_the_resolver_sits_on_times_out_like_any_other_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The resolver takes no timeout of its own: a lookup that hangs is given up
+    on after REDIS_TIMEOUT_MS, as a connect or a reply would be."""
+    resolve = socket.getaddrinfo
+
+    def sitting_on(host: str, *args: object, **kwargs: object) -> object:
+        if host == "redis.unanswered.test":
+            time.sleep(3)
+        return resolve(host, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", sitting_on)
+    link = RedisLink("redis://redis.unanswered.test:6379/0", timeout_seconds=0.3, retry_interval=1)
+    started = time.monotonic()
+    with pytest.raises(RedisConnectionError):
+        link.command("PING")
+    assert time.monotonic() - started < 1.5
+
+
+def test_a_host_name_is_resolved_and_each_of_its_addresses_tried() -> None:
+    """``localhost`` may name ::1 first, where the test Redis need not listen: the next address is tried."""
+    url = shared_redis_url().replace("127.0.0.1", "localhost")
+    link = RedisLink(url, timeout_seconds=1, retry_interval=1)
+    assert link.command("PING") == b"PONG"

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from service.cache.redis_connection import RedisAddress, RedisReplyError, Script
+from service.cache.redis_address import RedisAddress
+from service.cache.redis_connection import RedisReplyError, Script
 from service.cache.redis_link import RedisLink
 
 NOWHERE = "redis://127.0.0.1:1/0"
