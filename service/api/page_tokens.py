@@ -110,8 +110,10 @@ def _serializer_for(secret_key: str) -> URLSafeSerializer:
     return URLSafeSerializer(secret_key, salt=_SALT)
 
 
-def _serializer(secret_key: str | None = None) -> URLSafeSerializer:
-    return _serializer_for(secret_key or current_app.config["SECRET_KEY"])
+def _secret(secret_key: str | None) -> str:
+    """The key tokens are signed with: the one given, else the app's ``SECRET_KEY``."""
+    key: str = secret_key or current_app.config["SECRET_KEY"]
+    return key
 
 
 @functools.lru_cache(maxsize=4)
@@ -147,14 +149,13 @@ def make_page_token(keyset: Keyset, scope: Mapping[str, Any], *, secret_key: str
     # a payload of ASCII strings and lists is the same bytes from orjson as from json. Nor does
     # it try zlib first, as dumps() does: a digest and a keyset never shrink by enough to matter,
     # and the try alone cost nearly as much as the rest. A compressed token, issued before, still reads.
-    signer = _signer_for(secret_key or current_app.config["SECRET_KEY"])
-    return signer.sign(base64_encode(orjson.dumps(payload))).decode()
+    return _signer_for(_secret(secret_key)).sign(base64_encode(orjson.dumps(payload))).decode()
 
 
 def read_page_token(token: str, scope: Mapping[str, Any], *, secret_key: str | None = None) -> Keyset:
     """The keyset in ``token``; ``InvalidPageToken`` unless it was issued for ``scope``."""
     try:
-        payload = _serializer(secret_key).loads(token)
+        payload = _serializer_for(_secret(secret_key)).loads(token)
     except BadData:
         raise InvalidPageToken("Not a page token this service issued; start again from the first page.") from None
     try:
