@@ -8,7 +8,8 @@ from typing import Any
 import orjson
 
 # A run of 19 digits may be an integer beyond 64 bits, which orjson reads as a float. It is
-# looked for as 19 zeros once every digit reads as a zero: a tenth of what a regex costs.
+# looked for as 19 zeros once every digit reads as a zero: a third of what a regex costs on a
+# 95-byte item, a seventeenth on 19 KB.
 _DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
 _LONG_DIGITS = b"0" * 19
 
