@@ -14,7 +14,7 @@ import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import psycopg
@@ -68,27 +68,37 @@ class PrivatePostgres:
             cursor = admin.execute(sql)  # type: ignore[arg-type]
             return cursor.fetchall() if cursor.description else []
 
-    def pids(self) -> list[int]:
-        """The postmaster's process id first, then its children's (every backend)."""
-        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+    def freeze(self) -> None:
+        """Stop every server process (SIGSTOP): connections stay open and nothing answers, as in a partition."""
+        self._signal_every_process(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self._signal_every_process(signal.SIGCONT)
+
+    def _signal_every_process(self, signum: signal.Signals) -> None:
+        # The postmaster first: stopped, it forks no backend that would miss the signal.
+        postmaster = self._postmaster()
+        os.kill(postmaster, signum)
+        for pid in self._children(postmaster):
+            # A backend may exit between the listing and the signal (one just
+            # terminated, say); it needs no signal.
+            with suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    def _postmaster(self) -> int:
+        return int((self.data / "postmaster.pid").read_text().split()[0])
+
+    @staticmethod
+    def _children(parent: int) -> list[int]:
         children = []
         for stat in Path("/proc").glob("[0-9]*/stat"):
             try:
                 fields = stat.read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue  # gone meanwhile
-            if int(fields[1]) == postmaster:
+            if int(fields[1]) == parent:
                 children.append(int(stat.parent.name))
-        return [postmaster, *children]
-
-    def freeze(self) -> None:
-        """Stop every server process (SIGSTOP): connections stay open and nothing answers, as in a partition."""
-        for pid in self.pids():
-            os.kill(pid, signal.SIGSTOP)
-
-    def thaw(self) -> None:
-        for pid in self.pids():
-            os.kill(pid, signal.SIGCONT)
+        return children
 
     @contextmanager
     def frozen(self) -> Iterator[None]:
