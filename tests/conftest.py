@@ -20,6 +20,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from flask_migrate import upgrade
+from hypothesis import settings
 from sqlalchemy import delete
 
 from service import create_app
@@ -28,6 +29,11 @@ from tests.factories import create_user_session
 from tests.support.databases import database_params, drop_fresh_databases, fresh_postgres_database, worker_id
 from tests.support.live import LiveServer, migrate, start_gunicorn
 from tests.support.redisdb import PrivateRedis
+
+# No per-example deadline: a busy shared machine stalls now and then, and
+# Hypothesis would report the stall as a flaky test.
+settings.register_profile("suite", deadline=None)
+settings.load_profile("suite")
 
 TEST_SECRET_KEY = "test-secret-key"
 SCHEMATHESIS_SUMMARY = Path(__file__).resolve().parent.parent / ".pytest_cache" / "schemathesis-summary.txt"

@@ -135,7 +135,8 @@ def test_each_request_is_one_json_line_on_stdout_and_gunicorn_logs_no_access_lin
 
 def test_the_rate_limit_is_shared_by_every_worker_through_redis(gunicorn: StartGunicorn) -> None:
     key = "key-" + secrets.token_hex(16)
-    server = gunicorn(RATE_LIMIT="5/minute", REDIS_URL=shared_redis_url(), API_KEYS=key)
+    # REDIS_TIMEOUT_MS: a slow reply on a busy machine would send the count to each process's own.
+    server = gunicorn(RATE_LIMIT="5/minute", REDIS_URL=shared_redis_url(), API_KEYS=key, REDIS_TIMEOUT_MS="2000")
 
     def read(_: int) -> int:
         url = server.url(f"/user-sessions/{uuid.uuid4()}")
@@ -175,11 +176,14 @@ def test_a_worker_killed_with_sigkill_loses_no_acknowledged_write(gunicorn: Star
     try:
         for _ in range(3):
             time.sleep(0.4)
-            victim = workers_of(server)[0]
+            # Not one killed before: the master may not have reaped it yet.
+            victim = next(pid for pid in workers_of(server) if pid not in killed)
             os.kill(victim, signal.SIGKILL)
             killed.append(victim)
         killed_at = time.monotonic()
-        time.sleep(0.6)
+        deadline = killed_at + 10
+        while not any(at > killed_at for at, _ in acknowledged) and time.monotonic() < deadline:
+            time.sleep(0.05)
     finally:
         stop.set()
         for client in clients:
@@ -219,7 +223,7 @@ def test_the_master_loads_the_app_once_and_no_connection_crosses_a_fork(gunicorn
 def test_with_redis_the_master_never_connects_and_every_worker_reads_the_cache(gunicorn: StartGunicorn) -> None:
     """Each worker opens its own Redis connection on first use: none is made
     in the master, so none is shared across a fork."""
-    server = gunicorn(REDIS_URL=shared_redis_url(), RATE_LIMIT="1000/minute")
+    server = gunicorn(REDIS_URL=shared_redis_url(), RATE_LIMIT="1000/minute", REDIS_TIMEOUT_MS="2000")
     created = requests.post(server.url("/user-sessions"), json={"name": "Ada"}, timeout=10)
     assert created.status_code == 201
     url = server.url(created.headers["Location"])

@@ -117,11 +117,11 @@ def test_after_a_timeout_the_late_reply_is_never_taken_for_the_next_one() -> Non
     server = PrivateRedis(debug_command=True)
     server.start()
     try:
-        link = RedisLink(server.url, timeout_seconds=0.2, retry_interval=1)
+        link = RedisLink(server.url, timeout_seconds=0.5, retry_interval=1)
         assert link.command("SET", "k", "first") == b"OK"
         with pytest.raises(RedisConnectionError):
-            link.command("DEBUG", "SLEEP", "0.5")
-        time.sleep(0.5)
+            link.command("DEBUG", "SLEEP", "1.5")
+        redis.Redis.from_url(server.url, socket_timeout=10).ping()  # answered once Redis has slept
         assert link.command("GET", "k") == b"first"
         assert link.command("ECHO", "second") == b"second"
     finally:
@@ -217,7 +217,12 @@ def test_a_connection_the_server_closed_while_idle_is_made_again_before_use() ->
         redis.Redis.from_url(server.url).config_set("timeout", 1)
         link = RedisLink(server.url, timeout_seconds=1, retry_interval=1)
         first = link.command("CLIENT", "ID")
-        time.sleep(2.5)  # Redis looks for idle clients about ten times a second, a share of them each time
+        admin = redis.Redis.from_url(server.url, socket_timeout=10)
+        deadline = time.monotonic() + 10
+        # Redis closes a client idle for over a second, looking a few times a second.
+        while any(int(client["id"]) == first for client in admin.client_list()):
+            assert time.monotonic() < deadline, "Redis never closed the idle connection"
+            time.sleep(0.1)
         assert link.command("CLIENT", "ID") != first
     finally:
         server.stop()

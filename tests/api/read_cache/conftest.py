@@ -24,7 +24,10 @@ def make_cached_app(make_configured_app: MakeApp) -> MakeApp:
             redis_url = shared_redis_url()
             redis.Redis.from_url(redis_url, socket_timeout=2).ping()
         # Every read asks the cache (the default waits for a second read: test_cache_admission.py).
-        return make_configured_app(REDIS_URL=redis_url, **{"CACHE_MIN_READS": "1", **settings})
+        # A timeout that a busy machine's slowest reply stays inside: a test that
+        # counts hits and misses would otherwise see an error now and then.
+        defaults = {"CACHE_MIN_READS": "1", "REDIS_TIMEOUT_MS": "2000"}
+        return make_configured_app(REDIS_URL=redis_url, **{**defaults, **settings})
 
     return make
 
