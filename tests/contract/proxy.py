@@ -15,13 +15,12 @@ Once the plan is spent every request is forwarded.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
-
-from tests.support.live import free_port
 
 FORWARD = "forward"
 LOSE_ANSWER = "lose-answer"
@@ -45,8 +44,8 @@ class LossyProxy:
     def __post_init__(self) -> None:
         parts = urlsplit(self.upstream)
         self._upstream_address = (parts.hostname or "127.0.0.1", parts.port or 80)
-        self.port = free_port()
-        self._listener = socket.create_server(("127.0.0.1", self.port))
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
         self._lock = threading.Lock()
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
@@ -63,6 +62,9 @@ class LossyProxy:
 
     def stop(self) -> None:
         self._stopped.set()
+        # Closing alone leaves accept() waiting; shutting the listener down wakes it.
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
         self._thread.join(timeout=5)
 
