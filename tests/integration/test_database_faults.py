@@ -30,6 +30,7 @@ from tests.conftest import make_app
 from tests.support.live import migrate
 from tests.support.pgcluster import PrivatePostgres
 from tests.support.problems import assert_problem
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timing]
 
@@ -62,15 +63,6 @@ def client(faulty_app: Flask, cluster: PrivatePostgres) -> Iterator[FlaskClient]
     yield faulty_app.test_client()
     # Whatever a test did, the next one starts on a healthy database the process knows to answer.
     wait_until(lambda: faulty_app.test_client().get("/readyz").status_code == 200, "the database to be ready again")
-
-
-def wait_until(condition: Callable[[], bool], what: str, seconds: float = 10) -> float:
-    """Poll ``condition``; return how long it took."""
-    started = time.monotonic()
-    while not condition():
-        assert time.monotonic() - started < seconds, f"waited {seconds} s for {what}"
-        time.sleep(0.05)
-    return time.monotonic() - started
 
 
 def answered_within(seconds: float, request: Callable[[], TestResponse]) -> TestResponse:

@@ -26,6 +26,7 @@ import requests
 
 from tests.support.live import LiveServer, start_gunicorn
 from tests.support.redisdb import shared_redis_url
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -181,9 +182,7 @@ def test_a_worker_killed_with_sigkill_loses_no_acknowledged_write(gunicorn: Star
             os.kill(victim, signal.SIGKILL)
             killed.append(victim)
         killed_at = time.monotonic()
-        deadline = killed_at + 10
-        while not any(at > killed_at for at, _ in acknowledged) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: any(at > killed_at for at, _ in acknowledged), "a write acknowledged after the kills")
     finally:
         stop.set()
         for client in clients:
