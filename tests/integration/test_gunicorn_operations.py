@@ -120,9 +120,7 @@ def test_each_request_is_one_json_line_on_stdout_and_gunicorn_logs_no_access_lin
         timeout=10,
     )
     assert response.status_code == 201
-    deadline = time.monotonic() + 5
-    while correlation_id not in live_server.log() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: correlation_id in live_server.log(), "the request's log line", seconds=5)
     mine = [line for line in live_server.log().splitlines() if correlation_id in line]
     assert len(mine) == 1
     entry = json.loads(mine[0])
@@ -196,10 +194,7 @@ def test_a_worker_killed_with_sigkill_loses_no_acknowledged_write(gunicorn: Star
             assert response.status_code == 200, user_session_uuid
             assert response.json()["name"] == "durable"
     # The master replaced every killed worker and kept serving.
-    deadline = time.monotonic() + 10
-    while len(workers_of(server)) != 3 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert len(workers_of(server)) == 3
+    wait_until(lambda: len(workers_of(server)) == 3, "the master to replace every killed worker", every=0.1)
     assert not set(killed) & set(workers_of(server))
     assert server.process.poll() is None
 
